@@ -1,0 +1,29 @@
+# memo: `make demo` scores the bundled sample photos; `make test` runs the test suite.
+# Both set up a virtual environment (.venv) from scratch when it is missing.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+TORCH   = torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup test demo clean
+
+$(BIN)/memo: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(BIN)/memo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+demo: setup
+	$(BIN)/memo score samples/ --top 10 --cache demo-out/memo.db
+	$(BIN)/memo export samples/ demo-out/ranks.csv --cache demo-out/memo.db
+	@echo "wrote demo-out/ranks.csv"
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache

@@ -1,0 +1,105 @@
+"""Where a V-Net's backbone weights come from before training.
+
+A backbone file is either a plain torchvision ResNet state dict, or a memo backbone file:
+``{"format": "memo-backbone", "state_dict", "mean", "std", "source", "license"}``, which also
+says what input normalisation the weights expect (see ``scripts/import_backbone.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_checkpoint
+from .errors import MemoError
+from .model import VNet
+from .registry import IMAGENET_MEAN, IMAGENET_STD, get_config
+
+log = logging.getLogger(__name__)
+
+BACKBONE_FORMAT = "memo-backbone"
+RANDOM_BACKBONE_WARNING = (
+    "warning: the backbone is randomly initialised (no --backbone-weights or --init); "
+    "results will be poor. Use --backbone-weights imagenet (downloads torchvision's "
+    "ImageNet weights) or a backbone file."
+)
+
+
+def save_backbone_file(path: str | os.PathLike, state_dict: dict, mean, std,
+                       source: str, license: str) -> None:
+    """Write a memo backbone file (plain data, loads with ``weights_only=True``)."""
+    torch.save({
+        "format": BACKBONE_FORMAT,
+        "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+        "source": source,
+        "license": license,
+    }, path)
+
+
+def read_backbone_file(path: str | os.PathLike) -> tuple[dict, tuple, tuple, str]:
+    """``(state_dict, mean, std, description)`` of a backbone file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MemoError(f"{path}: no such backbone weights file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MemoError(f"{path}: not a plain-data state dict ({reason})") from None
+    if not isinstance(payload, dict):
+        raise MemoError(f"{path}: expected a state dict, got {type(payload).__name__}")
+    if payload.get("format") == BACKBONE_FORMAT:
+        desc = f"{path.name} ({payload.get('source', 'unknown source')})"
+        return payload["state_dict"], tuple(payload["mean"]), tuple(payload["std"]), desc
+    if not all(isinstance(v, torch.Tensor) for v in payload.values()):
+        raise MemoError(f"{path}: not a torchvision state dict (values are not all tensors)")
+    return payload, IMAGENET_MEAN, IMAGENET_STD, path.name
+
+
+def _imagenet_state_dict(backbone: str) -> dict:
+    from torchvision.models import get_model_weights
+
+    try:
+        weights = get_model_weights(backbone).DEFAULT
+        return weights.get_state_dict(progress=True)
+    except (OSError, RuntimeError, ValueError) as e:
+        raise MemoError(
+            f"could not download torchvision's ImageNet weights for {backbone} ({e}); "
+            "pass a local file with --backbone-weights PATH"
+        ) from None
+
+
+def initial_model(model_name: str, backbone_weights: str | None, init: str | None,
+                  warn=print) -> tuple[VNet, dict]:
+    """Build the model a training run starts from, and metadata saying how.
+
+    Args:
+        model_name: registered architecture.
+        backbone_weights: ``imagenet``, a backbone file, or None.
+        init: a memo checkpoint to fine-tune from (its config wins), or None.
+        warn: called with a warning when the backbone stays random.
+    """
+    if init and backbone_weights:
+        raise MemoError("use either --init or --backbone-weights, not both")
+    if init:
+        loaded = load_checkpoint(init, expect_arch=model_name)
+        origin = loaded.meta.get("backbone_init", "unknown")
+        return loaded.model, {"backbone_init": origin, "init": str(init)}
+    cfg = get_config(model_name)
+    if backbone_weights is None:
+        warn(RANDOM_BACKBONE_WARNING)
+        return VNet(cfg), {"backbone_init": "random", "init": None}
+    if backbone_weights == "imagenet":
+        state, mean, std, desc = _imagenet_state_dict(cfg.backbone), IMAGENET_MEAN, IMAGENET_STD, \
+            f"torchvision ImageNet ({cfg.backbone})"
+    else:
+        state, mean, std, desc = read_backbone_file(backbone_weights)
+    model = VNet(cfg.with_normalisation(mean, std))
+    model.load_backbone_state(state)
+    return model, {"backbone_init": desc, "init": None}

@@ -1,0 +1,51 @@
+"""Root ``memo`` group: version, help, and turning library errors into one-line messages."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import MemoError
+
+
+class MemoGroup(click.Group):
+    """A group that reports :class:`MemoError` as ``Error: ...`` (exit 1), not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MemoError as e:
+            raise click.ClickException(str(e)) from None
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=MemoGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="memo")
+@click.option("-v", "--verbose", is_flag=True, help="Log debugging details to stderr.")
+def cli(verbose: bool) -> None:
+    """memo: rank photos by how memorable they are predicted to be.
+
+    \b
+    Examples:
+      memo score ~/Photos --top 50
+      memo train lamem/ --fold 1 --epochs 10 --out runs/f1
+      memo evaluate lamem/ --split test_1 --weights runs/f1/best.pt
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _register() -> None:
+    from . import train_cmds
+
+    for module in (train_cmds,):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()

@@ -1,0 +1,244 @@
+"""Labelled datasets (LaMem layout or CSV manifest), image decoding and transforms."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from .errors import MemoError
+from .registry import ModelConfig
+
+# Refuse images whose declared size would need absurd memory to decode (≈ 180 MP).
+Image.MAX_IMAGE_PIXELS = 180_000_000
+
+
+@dataclass(frozen=True)
+class LabeledImage:
+    """One training/evaluation example: an image file and its memorability score."""
+
+    path: Path
+    score: float
+
+
+class DatasetError(MemoError):
+    """A dataset failed validation; ``problems`` lists every ``file:line: reason``."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        super().__init__(f"dataset has {len(problems)} problem(s):\n  {shown}{more}")
+
+
+def load_image(path: str | os.PathLike, min_side: int | None = None) -> Image.Image:
+    """Decode an image as upright RGB.
+
+    EXIF orientation is applied. For JPEGs, when ``min_side`` is given, the decoder is asked
+    for a DCT-scaled version whose sides stay at least ``min_side`` (much faster than
+    decoding a 12 MP photo in full and shrinking it).
+    """
+    with Image.open(path) as img:
+        if min_side and img.format == "JPEG":
+            w, h = img.size
+            scale = min(w, h) / min_side
+            if scale >= 2:
+                img.draft("RGB", (math.ceil(w / scale), math.ceil(h / scale)))
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            background = Image.new("RGB", rgba.size, (255, 255, 255))
+            background.paste(rgba, mask=rgba.getchannel("A"))
+            return background
+        if img.mode == "I;16" or img.mode.startswith("I"):
+            img = img.point(lambda v: v / 256).convert("L")
+        return img.convert("RGB")
+
+
+def eval_transform(cfg: ModelConfig):
+    """Deterministic preprocessing: squash-resize to the model's square input, normalise."""
+    from torchvision import transforms as T
+
+    return T.Compose([
+        T.Resize((cfg.input_size, cfg.input_size), antialias=True),
+        T.ToTensor(),
+        T.Normalize(cfg.mean, cfg.std),
+    ])
+
+
+def train_transform(cfg: ModelConfig):
+    """Augmenting preprocessing for full training: resize a bit larger, random crop, flip."""
+    from torchvision import transforms as T
+
+    big = round(cfg.input_size * 1.14)
+    return T.Compose([
+        T.Resize((big, big), antialias=True),
+        T.RandomCrop(cfg.input_size),
+        T.RandomHorizontalFlip(),
+        T.ToTensor(),
+        T.Normalize(cfg.mean, cfg.std),
+    ])
+
+
+def split_names(fold: int) -> dict[str, str]:
+    """LaMem split file stems for a fold: ``{'train': 'train_1', 'val': 'val_1', ...}``."""
+    return {part: f"{part}_{fold}" for part in ("train", "val", "test")}
+
+
+def _inside(root: Path, candidate: Path) -> bool:
+    try:
+        candidate.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _check_image(path: Path) -> str | None:
+    """Why ``path`` cannot be used as an image, or None if its header reads fine."""
+    if not path.is_file():
+        return "no such image file"
+    try:
+        with Image.open(path) as img:
+            img.size  # noqa: B018 - parsing the header is the check
+    except Image.DecompressionBombError:
+        return "image too large (decompression bomb guard)"
+    except (OSError, SyntaxError, ValueError) as e:
+        return f"not a readable image ({e.__class__.__name__})"
+    return None
+
+
+def _parse_score(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _lamem_split(root: Path, split: str) -> list[LabeledImage]:
+    split_file = root / "splits" / f"{split}.txt"
+    if not split_file.is_file():
+        available = sorted(p.stem for p in (root / "splits").glob("*.txt"))
+        raise MemoError(
+            f"{split_file}: no such split file (available: {', '.join(available) or 'none'})"
+        )
+    images_dir = root / "images"
+    rel = split_file.relative_to(root)
+    items, problems = [], []
+    with open(split_file, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            parts = line.split()
+            where = f"{rel}:{lineno}"
+            if len(parts) != 2:
+                problems.append(f"{where}: expected 'name score', got {line.strip()!r}")
+                continue
+            name, score_text = parts
+            score = _parse_score(score_text)
+            if score is None:
+                problems.append(f"{where}: score {score_text!r} is not a number")
+                continue
+            image = images_dir / name
+            if Path(name).is_absolute() or not _inside(images_dir, image):
+                problems.append(f"{where}: image path {name!r} leaves {images_dir}")
+                continue
+            items.append((where, LabeledImage(image, score)))
+    return _validated(items, problems, split_file)
+
+
+def _csv_split(manifest: Path, split: str | None) -> list[LabeledImage]:
+    root = manifest.parent
+    items, problems = [], []
+    with open(manifest, newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.DictReader(f)
+        fields = set(reader.fieldnames or [])
+        if not {"path", "score"} <= fields:
+            raise MemoError(f"{manifest}: CSV manifest needs 'path' and 'score' columns")
+        if split is not None and "split" not in fields:
+            raise MemoError(f"{manifest}: no 'split' column, cannot select split '{split}'")
+        base = split.rsplit("_", 1)[0] if split else None
+        for row in reader:
+            where = f"{manifest.name}:{reader.line_num}"
+            if split is not None and row.get("split") not in (split, base):
+                continue
+            score = _parse_score(row.get("score") or "")
+            if score is None:
+                problems.append(f"{where}: score {row.get('score')!r} is not a number")
+                continue
+            name = row.get("path") or ""
+            image = root / name
+            if not name or Path(name).is_absolute() or not _inside(root, image):
+                problems.append(f"{where}: image path {name!r} leaves {root}")
+                continue
+            items.append((where, LabeledImage(image, score)))
+    return _validated(items, problems, manifest)
+
+
+def _validated(items, problems, source: Path) -> list[LabeledImage]:
+    for where, item in items:
+        reason = _check_image(item.path)
+        if reason:
+            problems.append(f"{where}: {item.path.name}: {reason}")
+    if problems:
+        raise DatasetError(problems)
+    if not items:
+        raise MemoError(f"{source}: no examples")
+    return [item for _, item in items]
+
+
+def load_split(data: str | os.PathLike, split: str | None) -> list[LabeledImage]:
+    """Read and validate one split of a dataset.
+
+    Args:
+        data: a LaMem-layout folder (``images/``, ``splits/NAME.txt``) or a CSV manifest
+            with columns ``path,score[,split]`` (paths relative to the CSV).
+        split: split name such as ``train_1``; for a CSV, None means every row, and
+            ``train_1`` also matches rows whose split is plain ``train``.
+
+    Raises:
+        DatasetError: listing every malformed line, bad score, escaping path and
+            missing or unreadable image, as ``file:line: reason``.
+    """
+    data = Path(data)
+    if data.is_dir():
+        if split is None:
+            raise MemoError(f"{data}: a LaMem-layout folder needs a split name")
+        return _lamem_split(data, split)
+    if data.is_file() and data.suffix.lower() == ".csv":
+        return _csv_split(data, split)
+    raise MemoError(f"{data}: not a LaMem-layout folder or a .csv manifest")
+
+
+def dataset_fingerprint(items: list[LabeledImage]) -> str:
+    """A short digest of a split's file names and scores, for checkpoint metadata."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for item in items:
+        h.update(f"{item.path.name}\t{item.score:.6f}\n".encode())
+    return h.hexdigest()[:16]
+
+
+class ImageScoreDataset:
+    """A torch-style dataset of (image tensor, target score) for labelled examples."""
+
+    def __init__(self, items: list[LabeledImage], transform, min_side: int):
+        self.items = items
+        self.transform = transform
+        self.min_side = min_side
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        item = self.items[index]
+        try:
+            image = load_image(item.path, self.min_side)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            raise MemoError(f"{item.path}: cannot decode image ({e})") from None
+        return self.transform(image), item.score

@@ -1,0 +1,110 @@
+"""Batched prediction over image files: decode in DataLoader workers, score on a device.
+
+A file that cannot be decoded does not stop the run: it comes back as a failure with the
+reason, and the rest of its batch is scored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from .data import eval_transform, load_image
+from .model import VNet
+
+
+@dataclass
+class BatchResult:
+    """Scores for the decodable files of one batch, and why the others failed."""
+
+    indices: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    failures: list[tuple[int, str]] = field(default_factory=list)
+
+
+def describe_decode_error(error: BaseException) -> str:
+    """A short, user-facing reason for an image that could not be decoded."""
+    if isinstance(error, Image.DecompressionBombError):
+        return "refused: image too large to decode safely (decompression bomb guard)"
+    if isinstance(error, FileNotFoundError):
+        return "file vanished before it could be read"
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    if isinstance(error, IsADirectoryError):
+        return "is a directory, not an image"
+    if isinstance(error, Image.UnidentifiedImageError):
+        return "not a recognised image format"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"cannot decode image: {text}"
+
+
+class _ImageFiles(Dataset):
+    """Decodes and preprocesses image files; a failure becomes ``(index, None, reason)``."""
+
+    def __init__(self, paths: Sequence[Path], transform, min_side: int):
+        self.paths = paths
+        self.transform = transform
+        self.min_side = min_side
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        try:
+            image = load_image(self.paths[index], self.min_side)
+            return index, self.transform(image), None
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            return index, None, describe_decode_error(e)
+
+
+def _collate(batch):
+    ok = [(i, t) for i, t, err in batch if err is None]
+    failures = [(i, err) for i, _, err in batch if err is not None]
+    tensors = torch.stack([t for _, t in ok]) if ok else None
+    return [i for i, _ in ok], tensors, failures
+
+
+def default_workers(n_files: int, batch_size: int) -> int:
+    """Decode workers: none for tiny jobs, else up to one per spare core (max 8)."""
+    if n_files <= batch_size:
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def iter_predictions(
+    model: VNet,
+    paths: Sequence[Path],
+    device: torch.device,
+    batch_size: int = 32,
+    workers: int | None = None,
+) -> Iterator[BatchResult]:
+    """Score ``paths`` batch by batch with the model's own preprocessing.
+
+    Yields one :class:`BatchResult` per batch, in order, so callers can save as they go.
+    """
+    cfg = model.cfg
+    dataset = _ImageFiles(list(paths), eval_transform(cfg), min_side=cfg.input_size)
+    workers = default_workers(len(paths), batch_size) if workers is None else workers
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    model.eval()
+    with torch.inference_mode():
+        for indices, tensors, failures in loader:
+            result = BatchResult(failures=failures)
+            if tensors is not None:
+                x = tensors.to(device, non_blocking=True)
+                scores = model(x).float().cpu().tolist()
+                result.indices, result.scores = indices, scores
+            yield result

@@ -1,0 +1,80 @@
+"""Named V-Net configurations: the one place that says what each architecture is.
+
+Preprocessing (input size, normalisation) is built from a :class:`ModelConfig`, never
+hard-coded at call sites, and every checkpoint stores the config it was trained with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from .errors import MemoError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a V-Net and feed it correctly.
+
+    Attributes:
+        name: registry name, e.g. ``vnet_r50``.
+        backbone: torchvision ResNet constructor name, or ``tiny`` (a one-block-per-stage
+            bottleneck ResNet used by tests).
+        input_size: side of the square network input in pixels.
+        mean: per-channel mean subtracted from [0, 1] RGB input.
+        std: per-channel std the input is divided by.
+        proj_channels: channels of each block's 1x1 projection (the paper's 128).
+        lstm_hidden: size of the LSTM hidden state.
+    """
+
+    name: str
+    backbone: str
+    input_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    proj_channels: int = 128
+    lstm_hidden: int = 128
+    stage_blocks: tuple[int, ...] = field(default=(3, 4, 6, 3))
+
+    def to_dict(self) -> dict:
+        """Plain-data form for checkpoints (lists, not tuples)."""
+        data = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise MemoError(f"unknown model config fields: {', '.join(sorted(unknown))}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+    def with_normalisation(self, mean, std) -> "ModelConfig":
+        """The same architecture fed with another input normalisation."""
+        return replace(self, mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std))
+
+
+MODELS: dict[str, ModelConfig] = {
+    "vnet_r50": ModelConfig("vnet_r50", "resnet50", stage_blocks=(3, 4, 6, 3)),
+    "vnet_r101": ModelConfig("vnet_r101", "resnet101", stage_blocks=(3, 4, 23, 3)),
+    "vnet_r152": ModelConfig("vnet_r152", "resnet152", stage_blocks=(3, 8, 36, 3)),
+    "vnet_tiny": ModelConfig(
+        "vnet_tiny", "tiny", input_size=64, proj_channels=16, lstm_hidden=16,
+        stage_blocks=(1, 1, 1, 1),
+    ),
+}
+DEFAULT_MODEL = "vnet_r50"
+
+
+def get_config(name: str) -> ModelConfig:
+    """Look up a registered architecture by name."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise MemoError(
+            f"unknown model '{name}'; choose one of: {', '.join(MODELS)}"
+        ) from None

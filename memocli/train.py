@@ -1,0 +1,401 @@
+"""Training and evaluation of V-Net (paper §3.3-3.4).
+
+Two paths share one loop:
+
+* frozen backbone (``train_stages=0``, the CPU-friendly default): every image's pooled
+  block activations are computed once (plus a mirrored view for augmentation) and only the
+  head (projections, LSTM, regressor) is trained on them;
+* fine-tuning (``train_stages=K``): the last K ResNet stages train too, on augmented
+  images, with mixed precision on CUDA.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from . import __version__
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import (
+    ImageScoreDataset,
+    LabeledImage,
+    dataset_fingerprint,
+    eval_transform,
+    train_transform,
+)
+from .errors import MemoError
+from .inference import default_workers
+from .metrics import regression_metrics
+from .model import VNet
+from .schedule import one_cycle_factor, smooth, suggest_lr
+
+log = logging.getLogger(__name__)
+
+Batches = Callable[[], Iterable[tuple[object, torch.Tensor]]]
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run (stored next to the checkpoints)."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr_max: float = 1e-3
+    weight_decay: float = 1e-4
+    div: float = 10.0
+    final_div: float = 100.0
+    cycle_frac: float = 0.9
+    train_stages: int = 0
+    seed: int = 0
+    workers: int | None = None
+
+
+@dataclass
+class Splits:
+    """The labelled examples of one fold, and where they came from."""
+
+    data: str
+    train: list[LabeledImage]
+    val: list[LabeledImage]
+    test: list[LabeledImage] | None = None
+    names: tuple[str, str, str | None] = ("train", "val", None)
+
+    def describe(self) -> dict:
+        """Plain-data description for checkpoint metadata."""
+        parts = {"train": self.train, "val": self.val, "test": self.test or []}
+        return {
+            "data": self.data,
+            "splits": dict(zip(("train", "val", "test"), self.names)),
+            "sizes": {k: len(v) for k, v in parts.items()},
+            "fingerprints": {k: dataset_fingerprint(v) for k, v in parts.items() if v},
+        }
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's and torch's generators."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _progress(iterable, silent: bool, **kwargs):
+    return tqdm(iterable, disable=silent, leave=False, dynamic_ncols=True, **kwargs)
+
+
+class FeatureBank:
+    """Pooled block activations of a frozen backbone, computed once per image.
+
+    Each entry holds two views, ``[2, D]`` (the image and its mirror), where D is the sum of
+    the block channel counts (15,104 for ResNet-50); stored as fp16 to halve memory.
+    """
+
+    def __init__(self, model: VNet, device: torch.device, batch_size: int = 32,
+                 workers: int | None = None, silent: bool = False):
+        self.model = model
+        self.device = device
+        self.batch_size = batch_size
+        self.workers = workers
+        self.silent = silent
+        self._features: dict[Path, torch.Tensor] = {}
+
+    def features(self, items: list[LabeledImage]) -> torch.Tensor:
+        """``[N, 2, D]`` features for ``items``, computing those not seen before."""
+        missing = list(dict.fromkeys(i.path for i in items if i.path not in self._features))
+        if missing:
+            self._compute(missing)
+        return torch.stack([self._features[i.path] for i in items])
+
+    @torch.inference_mode()
+    def _compute(self, paths: list[Path]) -> None:
+        model, cfg = self.model, self.model.cfg
+        dataset = ImageScoreDataset(
+            [LabeledImage(p, 0.0) for p in paths], eval_transform(cfg), cfg.input_size
+        )
+        workers = default_workers(len(paths), self.batch_size) if self.workers is None else self.workers
+        loader = DataLoader(dataset, batch_size=self.batch_size, num_workers=workers,
+                            pin_memory=self.device.type == "cuda")
+        model.eval()
+        done = 0
+        bar = _progress(loader, self.silent, desc="backbone features", unit="batch")
+        for images, _ in bar:
+            images = images.to(self.device, non_blocking=True)
+            views = torch.cat([images, images.flip(3)])  # [2B, 3, H, W]
+            with _autocast(self.device):
+                pooled = torch.cat(model.pooled_block_features(views), dim=1).float()
+            pooled = pooled.view(2, len(images), -1).transpose(0, 1).half().cpu()  # [B, 2, D]
+            for k, feats in enumerate(pooled):
+                self._features[paths[done + k]] = feats
+            done += len(images)
+
+
+def _autocast(device: torch.device):
+    """bf16 autocast on CUDA, a no-op elsewhere."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                          enabled=device.type == "cuda")
+
+
+class HeadOnly:
+    """Frozen-backbone path: batches of precomputed features through the head."""
+
+    def __init__(self, model: VNet, bank: FeatureBank, splits: Splits, batch_size: int):
+        self.model = model
+        self.batch_size = batch_size
+        self.train_x = bank.features(splits.train)
+        self.train_y = torch.tensor([i.score for i in splits.train])
+        self._bank = bank
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.model.regressor.weight.device).float()
+        return self.model.head(list(torch.split(x, self.model.block_channels, dim=1)))
+
+    def train_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.train_y)
+        order = torch.randperm(n)
+        views = torch.randint(0, 2, (n,))
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            yield self.train_x[idx, views[idx]], self.train_y[idx]
+
+    def eval_batches(self, items: list[LabeledImage]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        x = self._bank.features(items)[:, 0]
+        y = torch.tensor([i.score for i in items])
+        for start in range(0, len(y), self.batch_size * 4):
+            yield x[start:start + self.batch_size * 4], y[start:start + self.batch_size * 4]
+
+
+class FullImages:
+    """Fine-tuning path: augmented images through the whole network."""
+
+    def __init__(self, model: VNet, splits: Splits, batch_size: int, workers: int | None,
+                 device: torch.device):
+        self.model = model
+        self.device = device
+        self.batch_size = batch_size
+        self.workers = default_workers(len(splits.train), batch_size) if workers is None else workers
+        cfg = model.cfg
+        self._train = ImageScoreDataset(splits.train, train_transform(cfg), cfg.input_size)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        with _autocast(self.device):
+            return self.model(x.to(self.device, non_blocking=True)).float()
+
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle,
+                          num_workers=self.workers, pin_memory=self.device.type == "cuda",
+                          drop_last=shuffle and len(dataset) > self.batch_size)
+
+    def train_batches(self):
+        return self._loader(self._train, shuffle=True)
+
+    def eval_batches(self, items: list[LabeledImage]):
+        cfg = self.model.cfg
+        return self._loader(ImageScoreDataset(items, eval_transform(cfg), cfg.input_size), False)
+
+
+def predict_targets(path_impl, items: list[LabeledImage]) -> tuple[list[float], list[float]]:
+    """Predictions and targets for ``items`` in order (model in eval mode)."""
+    model = path_impl.model
+    was_training = model.training
+    model.eval()
+    preds, targets = [], []
+    with torch.inference_mode():
+        for x, y in path_impl.eval_batches(items):
+            preds.extend(path_impl.predict(x).cpu().tolist())
+            targets.extend(torch.as_tensor(y).tolist())
+    model.train(was_training)
+    return preds, targets
+
+
+def _trainable(model: VNet) -> list[nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _steps_per_epoch(path_impl) -> int:
+    if isinstance(path_impl, HeadOnly):
+        return math.ceil(len(path_impl.train_y) / path_impl.batch_size)
+    return len(path_impl.train_batches())
+
+
+class RunLog:
+    """Per-epoch metrics as JSON lines and CSV in the run folder."""
+
+    FIELDS = ("epoch", "train_loss", "val_rho", "val_mse", "lr", "seconds")
+
+    def __init__(self, out: Path, resume: bool):
+        self.jsonl = out / "metrics.jsonl"
+        self.csv = out / "metrics.csv"
+        if not resume:
+            self.jsonl.unlink(missing_ok=True)
+            with open(self.csv, "w", newline="") as f:
+                csv.writer(f).writerow(self.FIELDS)
+
+    def write(self, row: dict) -> None:
+        with open(self.jsonl, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        with open(self.csv, "a", newline="") as f:
+            csv.writer(f).writerow([row[k] for k in self.FIELDS])
+
+
+def fit(
+    model: VNet,
+    splits: Splits,
+    out: Path,
+    tcfg: TrainConfig,
+    device: torch.device,
+    meta: dict,
+    bank: FeatureBank | None = None,
+    resume: bool = False,
+    silent: bool = False,
+    echo: Callable[[str], None] = print,
+) -> dict:
+    """Train one fold, keeping ``best.pt`` (by validation rho) and ``last.pt`` in ``out``.
+
+    Returns the best epoch's validation metrics and, when the fold has a test split, the
+    best model's test metrics.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(tcfg.seed)
+    model.to(device)
+    model.freeze_backbone(tcfg.train_stages)
+    if tcfg.train_stages == 0:
+        bank = bank or FeatureBank(model, device, tcfg.batch_size, tcfg.workers, silent)
+        impl = HeadOnly(model, bank, splits, tcfg.batch_size)
+    else:
+        impl = FullImages(model, splits, tcfg.batch_size, tcfg.workers, device)
+
+    optimizer = torch.optim.Adam(_trainable(model), lr=tcfg.lr_max, weight_decay=tcfg.weight_decay)
+    total = tcfg.epochs * _steps_per_epoch(impl)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: one_cycle_factor(s, total, tcfg.div, tcfg.final_div, tcfg.cycle_frac)
+    )
+    state_file = out / "train_state.pt"
+    start_epoch, best = 1, {"val_rho": -math.inf}
+    if resume and state_file.is_file():
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+        if state["total_steps"] != total:
+            raise MemoError(f"{out}: cannot resume, the run's length or batch size changed")
+        model.load_state_dict(load_checkpoint(out / "last.pt").model.state_dict())
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best = state["epoch"] + 1, state["best"]
+        echo(f"resuming {out} at epoch {start_epoch}")
+    elif not meta.get("init"):
+        with torch.no_grad():
+            model.regressor.bias.fill_(sum(i.score for i in splits.train) / len(splits.train))
+
+    run_log = RunLog(out, resume=start_epoch > 1)
+    (out / "config.json").write_text(json.dumps(
+        {"train": asdict(tcfg), "model": model.cfg.to_dict(), **meta, "data": splits.describe()},
+        indent=2,
+    ))
+    ckpt_meta = {**meta, "train_data": splits.describe(), "training": asdict(tcfg)}
+    loss_fn = nn.MSELoss()
+    for epoch in range(start_epoch, tcfg.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        losses = []
+        bar = _progress(impl.train_batches(), silent, desc=f"epoch {epoch}/{tcfg.epochs}",
+                        unit="batch", total=_steps_per_epoch(impl))
+        for x, y in bar:
+            pred = impl.predict(x)
+            loss = loss_fn(pred, y.to(pred.device, dtype=pred.dtype))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        val = regression_metrics(*predict_targets(impl, splits.val))
+        row = {
+            "epoch": epoch, "train_loss": sum(losses) / len(losses), "val_rho": val["rho"],
+            "val_mse": val["mse"], "lr": scheduler.get_last_lr()[0],
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        run_log.write(row)
+        echo(f"epoch {epoch:>3}  loss {row['train_loss']:.4f}  val rho {val['rho']:.4f}"
+             f"  val mse {val['mse']:.4f}  ({row['seconds']:.1f}s)")
+        metrics = {"epoch": epoch, "val_rho": val["rho"], "val_mse": val["mse"], "val_n": val["n"]}
+        if val["rho"] > best["val_rho"]:
+            best = metrics
+            save_checkpoint(out / "best.pt", model, metrics=metrics, **ckpt_meta)
+        save_checkpoint(out / "last.pt", model, metrics=metrics, **ckpt_meta)
+        torch.save({"epoch": epoch, "best": best, "total_steps": total,
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+                   state_file)
+
+    if not (out / "best.pt").is_file():
+        raise MemoError(f"{out}: no epoch was trained (epochs={tcfg.epochs})")
+    result = dict(best)
+    if splits.test:
+        model.load_state_dict(load_checkpoint(out / "best.pt").model.state_dict())
+        model.to(device)
+        test = regression_metrics(*predict_targets(impl, splits.test))
+        result.update(test_rho=test["rho"], test_mse=test["mse"], test_n=test["n"])
+        save_checkpoint(out / "best.pt", model, metrics=result, **ckpt_meta)
+    return result
+
+
+def lr_range_test(
+    model: VNet,
+    splits: Splits,
+    device: torch.device,
+    batch_size: int = 32,
+    start_lr: float = 1e-6,
+    end_lr: float = 1.0,
+    steps: int = 100,
+    weight_decay: float = 1e-4,
+    bank: FeatureBank | None = None,
+    silent: bool = False,
+) -> dict:
+    """LR range test on the frozen-backbone head: raise the LR exponentially each step.
+
+    Returns the tried ``lrs``, the smoothed ``losses`` and :func:`suggest_lr`'s picks.
+    Stops early once the loss exceeds 4x its best (divergence).
+    """
+    model.to(device)
+    model.freeze_backbone(0)
+    bank = bank or FeatureBank(model, device, batch_size, None, silent)
+    impl = HeadOnly(model, bank, splits, batch_size)
+    with torch.no_grad():
+        model.regressor.bias.fill_(float(impl.train_y.mean()))
+    optimizer = torch.optim.Adam(_trainable(model), lr=start_lr, weight_decay=weight_decay)
+    gamma = (end_lr / start_lr) ** (1 / max(1, steps - 1))
+    lrs, raw = [], []
+    model.train()
+
+    def batches():
+        while True:
+            yield from impl.train_batches()
+
+    bar = _progress(range(steps), silent, desc="lr range test", unit="step")
+    for step, (x, y) in zip(bar, batches()):
+        lr = start_lr * gamma**step
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = nn.functional.mse_loss(impl.predict(x), y.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        lrs.append(lr)
+        raw.append(loss.item())
+        smoothed = smooth(raw)
+        if not math.isfinite(raw[-1]) or (step > 10 and smoothed[-1] > 4 * min(smoothed)):
+            break
+    losses = smooth(raw)
+    return {"lrs": lrs, "losses": losses, **suggest_lr(lrs, losses)}
+
+
+def checkpoint_meta(backbone_init: str, init: str | None) -> dict:
+    """Metadata that says where a run's weights started from."""
+    return {"backbone_init": backbone_init, "init": init, "memo_version": __version__}
