@@ -98,7 +98,11 @@ class VNet(nn.Module):
     def load_backbone_state(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Load a torchvision-format ResNet state dict (its ``fc.*`` keys are ignored)."""
         trunk = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
-        missing, unexpected = self.backbone.load_state_dict(trunk, strict=False)
+        try:
+            missing, unexpected = self.backbone.load_state_dict(trunk, strict=False)
+        except RuntimeError as e:  # shape mismatches raise even when not strict
+            raise MemoError(f"backbone weights do not fit {self.cfg.backbone}: "
+                            f"{str(e).splitlines()[1].strip()}") from None
         if missing or unexpected:
             raise MemoError(
                 f"backbone weights do not fit {self.cfg.backbone}: "

@@ -1,0 +1,351 @@
+"""The score cache: one SQLite file (via sqlite-utils), WAL mode, schema in numbered migrations.
+
+Tables (see ``docs/scoring.md``):
+
+* ``scores(content_hash, model, score, scored_at)``, primary key ``(content_hash, model)``:
+  the raw model output for one file content under one model.
+* ``files(path, content_hash, size, mtime_ns, seen_at)`` keyed by absolute path: the
+  stat index, so an unchanged file is never hashed again.
+* ``images(content_hash, width, height, taken_at, camera)``: what belongs to the content
+  (upright size, EXIF date taken and camera), shared by every model.
+* ``checkpoints(path, size, mtime_ns, model)``: the model id of a checkpoint file as of its
+  size and mtime, so a cached re-scan need not hash the checkpoint or import torch.
+
+Every write is one short transaction; readers never block writers (WAL), and a second
+``memo`` process waits up to the busy timeout for the write lock instead of failing.
+
+This module must not import torch: ``memo cache info`` and cached re-scans use it alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .errors import MemoError
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_S = 30.0
+_CHUNK = 500  # rows per "IN (...)" query, well under SQLite's variable limit
+
+
+def default_cache_path() -> Path:
+    """``$MEMO_HOME/memo.db``, else ``$XDG_CACHE_HOME/memo/memo.db``, else ``~/.cache/memo/memo.db``."""
+    home = os.environ.get("MEMO_HOME")
+    if home:
+        return Path(home).expanduser() / "memo.db"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "memo" / "memo.db"
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601 (seconds)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+# --- migrations -------------------------------------------------------------------------
+# Append only: never edit or reorder a migration that has shipped. Each runs once, inside
+# the same transaction that records it in ``_memo_migrations``.
+
+
+def m001_scores_and_files(db: sqlite_utils.Database) -> None:
+    db.table("scores").create(
+        {"content_hash": str, "model": str, "score": float, "scored_at": str},
+        pk=("content_hash", "model"), not_null={"score"},
+    )
+    db.table("files").create(
+        {"path": str, "content_hash": str, "size": int, "mtime_ns": int, "seen_at": str},
+        pk="path", not_null={"content_hash", "size", "mtime_ns"},
+    )
+    db.table("files").create_index(["content_hash"], index_name="files_content_hash")
+
+
+def m002_images(db: sqlite_utils.Database) -> None:
+    db.table("images").create(
+        {"content_hash": str, "width": int, "height": int, "taken_at": str, "camera": str},
+        pk="content_hash",
+    )
+
+
+def m003_checkpoints(db: sqlite_utils.Database) -> None:
+    db.table("checkpoints").create(
+        {"path": str, "size": int, "mtime_ns": int, "model": str, "seen_at": str},
+        pk="path", not_null={"size", "mtime_ns", "model"},
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    m001_scores_and_files,
+    m002_images,
+    m003_checkpoints,
+]
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply the migrations this database has not had yet; returns their names.
+
+    Uses ``BEGIN IMMEDIATE`` so two processes opening a new cache at once do not both
+    migrate: the second waits for the write lock, then finds nothing left to do.
+    """
+    db.execute("CREATE TABLE IF NOT EXISTS _memo_migrations "
+               "(name TEXT PRIMARY KEY, applied_at TEXT)")
+    applied_now: list[str] = []
+    pending = _pending(db)
+    if not pending:
+        return applied_now
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        for migration in _pending(db):  # re-read under the lock
+            migration(db)
+            db.conn.execute("INSERT INTO _memo_migrations (name, applied_at) VALUES (?, ?)",
+                            (migration.__name__, now_iso()))
+            applied_now.append(migration.__name__)
+        db.conn.execute("COMMIT")
+    except BaseException:
+        db.conn.execute("ROLLBACK")
+        raise
+    return applied_now
+
+
+def _pending(db: sqlite_utils.Database) -> list[Callable]:
+    done = {row[0] for row in db.execute("SELECT name FROM _memo_migrations").fetchall()}
+    return [m for m in MIGRATIONS if m.__name__ not in done]
+
+
+# --- records ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """What belongs to a file's content: upright size and EXIF facts (None when unknown)."""
+
+    width: int | None = None
+    height: int | None = None
+    taken_at: str | None = None
+    camera: str | None = None
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    """A ``files`` row, with this model's score and the content's metadata if stored."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    score: float | None
+    meta: ImageMeta | None
+
+
+@dataclass(frozen=True)
+class KnownContent:
+    """What the cache holds for one content hash: this model's score, the metadata."""
+
+    score: float | None
+    meta: ImageMeta | None
+
+
+def _meta(row: Sequence[Any], has_meta: bool) -> ImageMeta | None:
+    return ImageMeta(*row) if has_meta else None
+
+
+class Cache:
+    """The SQLite score cache. ``Cache(None)`` is a throw-away in-memory one (``--no-cache``)."""
+
+    def __init__(self, path: str | os.PathLike | None, busy_timeout_s: float = BUSY_TIMEOUT_S):
+        self.path = Path(path) if path is not None else None
+        try:
+            if self.path is None:
+                conn = sqlite3.connect(":memory:")
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s)
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            self.db = sqlite_utils.Database(conn, execute_plugins=False)
+            if self.path is not None:
+                self.db.enable_wal()
+                # WAL + NORMAL: a committed batch survives a crash of memo; only a power
+                # cut can drop the last few commits, and never corrupts the file.
+                self.db.execute("PRAGMA synchronous = NORMAL")
+            migrate(self.db)
+        except sqlite3.DatabaseError as e:
+            raise MemoError(f"{self.path or ':memory:'}: cannot use the cache: {e}") from None
+        except OSError as e:
+            raise MemoError(f"{self.path}: cannot create the cache: {e.strerror or e}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Cache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- reading ------------------------------------------------------------------------
+
+    def lookup_paths(self, paths: Sequence[str], model: str) -> dict[str, KnownFile]:
+        """Stored ``files`` rows for ``paths`` (absolute), joined to ``model``'s scores.
+
+        One indexed query per 500 paths: the whole cost of a cached re-scan.
+        """
+        found: dict[str, KnownFile] = {}
+        for chunk in _chunks(paths):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT f.path, f.size, f.mtime_ns, f.content_hash, s.score, "
+                "i.content_hash IS NOT NULL, i.width, i.height, i.taken_at, i.camera "
+                "FROM files f "
+                "LEFT JOIN scores s ON s.content_hash = f.content_hash AND s.model = ? "
+                "LEFT JOIN images i ON i.content_hash = f.content_hash "
+                f"WHERE f.path IN ({marks})",
+                [model, *chunk],
+            ).fetchall()
+            for row in rows:
+                found[row[0]] = KnownFile(row[0], row[1], row[2], row[3], row[4],
+                                          _meta(row[6:], row[5]))
+        return found
+
+    def lookup_contents(self, hashes: Iterable[str], model: str) -> dict[str, KnownContent]:
+        """What is stored for each content hash (hashes with nothing stored are left out)."""
+        unique = list(dict.fromkeys(hashes))
+        scores: dict[str, float] = {}
+        metas: dict[str, ImageMeta] = {}
+        for chunk in _chunks(unique):
+            marks = ",".join("?" * len(chunk))
+            scores.update(self.db.execute(
+                f"SELECT content_hash, score FROM scores WHERE model = ? "
+                f"AND content_hash IN ({marks})", [model, *chunk]).fetchall())
+            for row in self.db.execute(
+                f"SELECT content_hash, width, height, taken_at, camera FROM images "
+                f"WHERE content_hash IN ({marks})", chunk,
+            ).fetchall():
+                metas[row[0]] = ImageMeta(*row[1:])
+        return {h: KnownContent(scores.get(h), metas.get(h))
+                for h in unique if h in scores or h in metas}
+
+    def checkpoint_model(self, path: str, size: int, mtime_ns: int) -> str | None:
+        """The model id recorded for this checkpoint file, if it is unchanged since."""
+        row = self.db.execute(
+            "SELECT model FROM checkpoints WHERE path = ? AND size = ? AND mtime_ns = ?",
+            [path, size, mtime_ns],
+        ).fetchone()
+        return row[0] if row else None
+
+    # --- writing (each call is one short transaction) -------------------------------------
+
+    def record_files(self, files: Sequence[tuple[str, str, int, int]],
+                     metas: dict[str, ImageMeta] | None = None) -> None:
+        """Upsert ``(path, content_hash, size, mtime_ns)`` rows and new content metadata."""
+        seen = now_iso()
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO files (path, content_hash, size, mtime_ns, seen_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(p, h, s, m, seen) for p, h, s, m in files],
+            )
+            if metas:
+                self.db.conn.executemany(
+                    "INSERT OR REPLACE INTO images (content_hash, width, height, taken_at, "
+                    "camera) VALUES (?, ?, ?, ?, ?)",
+                    [(h, m.width, m.height, m.taken_at, m.camera) for h, m in metas.items()],
+                )
+
+    def record_scores(self, model: str, scores: Iterable[tuple[str, float]]) -> None:
+        """Store raw model outputs ``(content_hash, score)`` for ``model``."""
+        scored_at = now_iso()
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO scores (content_hash, model, score, scored_at) "
+                "VALUES (?, ?, ?, ?)",
+                [(h, model, float(s), scored_at) for h, s in scores],
+            )
+
+    def remember_checkpoint(self, path: str, size: int, mtime_ns: int, model: str) -> None:
+        with self.db.atomic():
+            self.db.conn.execute(
+                "INSERT OR REPLACE INTO checkpoints (path, size, mtime_ns, model, seen_at) "
+                "VALUES (?, ?, ?, ?, ?)", (path, size, mtime_ns, model, now_iso()),
+            )
+
+    # --- maintenance ----------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """Row counts, the models with scores, and the size on disk (db + WAL)."""
+        counts = {name: self.db.execute(f"SELECT count(*) FROM [{name}]").fetchone()[0]
+                  for name in ("files", "images", "scores", "checkpoints")}
+        models = []
+        for model, n, last in self.db.execute(
+            "SELECT model, count(*), max(scored_at) FROM scores GROUP BY model ORDER BY model"
+        ).fetchall():
+            paths = [r[0] for r in self.db.execute(
+                "SELECT path FROM checkpoints WHERE model = ? ORDER BY path", [model])]
+            models.append({"model": model, "scores": n, "last_scored": last,
+                           "checkpoints": paths})
+        return {
+            "path": str(self.path) if self.path else ":memory:",
+            "size_bytes": self.size_bytes(),
+            "rows": counts,
+            "models": models,
+            "migrations": [r[0] for r in self.db.execute(
+                "SELECT name FROM _memo_migrations ORDER BY name")],
+        }
+
+    def size_bytes(self) -> int:
+        if self.path is None:
+            return 0
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                total += os.stat(f"{self.path}{suffix}").st_size
+            except FileNotFoundError:
+                pass
+        return total
+
+    def prune(self, exists: Callable[[str], bool] = os.path.exists,
+              dry_run: bool = False) -> dict[str, int]:
+        """Forget files that no longer exist, then scores and metadata no file refers to.
+
+        Checkpoint records whose file is gone are dropped too. Returns the counts removed
+        (with ``dry_run``: that would be removed; the transaction is rolled back).
+        """
+        gone = [p for (p,) in self.db.execute("SELECT path FROM files") if not exists(p)]
+        gone_ckpt = [p for (p,) in self.db.execute("SELECT path FROM checkpoints")
+                     if not exists(p)]
+        counts = {"files": len(gone), "checkpoints": len(gone_ckpt)}
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table, paths in (("files", gone), ("checkpoints", gone_ckpt)):
+                for chunk in _chunks(paths):
+                    conn.execute(f"DELETE FROM {table} WHERE path IN "
+                                 f"({','.join('?' * len(chunk))})", chunk)
+            for table in ("scores", "images"):
+                counts[table] = conn.execute(
+                    f"DELETE FROM {table} WHERE content_hash NOT IN "
+                    "(SELECT content_hash FROM files)").rowcount
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("ROLLBACK" if dry_run else "COMMIT")
+        return counts
+
+    def vacuum(self) -> None:
+        """Give the space freed by pruning back to the file system."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.conn.execute("VACUUM")

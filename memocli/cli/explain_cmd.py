@@ -1,0 +1,3 @@
+"""``memo explain``: Grad-CAM heatmaps."""
+
+COMMANDS: list = []

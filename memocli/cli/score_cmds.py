@@ -1,0 +1,3 @@
+"""``memo score``, ``memo export`` and ``memo cache``."""
+
+COMMANDS: list = []

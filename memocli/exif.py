@@ -1,0 +1,84 @@
+"""What a photo's file says about it: upright width/height, date taken and camera (EXIF).
+
+Only headers are read (Pillow for the size, exifread for the EXIF tags), never the pixels.
+Metadata is a nice-to-have: a file whose header cannot be parsed gets ``None`` fields here,
+and the decoder reports the real problem when the image is scored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+from PIL import Image
+
+from .cache import ImageMeta
+
+log = logging.getLogger(__name__)
+
+# exifread logs a warning for every file without EXIF (PNG, GIF, ...): that is not news.
+logging.getLogger("exifread").setLevel(logging.ERROR)
+
+# EXIF orientations 5-8 are rotated by 90 degrees: the upright image is height x width.
+_TRANSPOSED = {5, 6, 7, 8}
+_EXIF_DATE = re.compile(r"^\s*(\d{4})[:-](\d{2})[:-](\d{2})(?:[ T](\d{2}):(\d{2}):(\d{2}))?")
+
+
+def parse_exif_date(text: str | None) -> str | None:
+    """``'2019:07:14 18:03:22'`` -> ``'2019-07-14T18:03:22'``; None if blank or malformed.
+
+    Cameras write ``0000:00:00 00:00:00`` or spaces when the clock was unset: those are None.
+    """
+    if not text:
+        return None
+    m = _EXIF_DATE.match(str(text))
+    if not m or m.group(1) == "0000" or m.group(2) == "00":
+        return None
+    date = f"{m.group(1)}-{m.group(2)}-{m.group(3)}"
+    return f"{date}T{m.group(4)}:{m.group(5)}:{m.group(6)}" if m.group(4) else date
+
+
+def camera_name(make: str | None, model: str | None) -> str | None:
+    """``('Canon', 'Canon EOS 5D')`` -> ``'Canon EOS 5D'``; ``('SONY', 'ILCE-7')`` -> ``'SONY ILCE-7'``."""
+    make = " ".join(str(make or "").replace("\x00", " ").split())
+    model = " ".join(str(model or "").replace("\x00", " ").split())
+    if make and model.lower().startswith(make.split()[0].lower()):
+        return model
+    return " ".join(p for p in (make, model) if p) or None
+
+
+def _exif_tags(f) -> dict:
+    import exifread
+
+    return exifread.process_file(f, details=False, extract_thumbnail=False,
+                                 builtin_types=True)
+
+
+def read_image_meta(path: str | os.PathLike) -> ImageMeta:
+    """Upright size, date taken (``DateTimeOriginal``, else ``DateTime``) and camera."""
+    width = height = orientation = None
+    taken_at = camera = None
+    try:
+        with open(path, "rb") as f:
+            try:
+                tags = _exif_tags(f)
+            except Exception as e:  # noqa: BLE001 - exifread raises anything on odd files
+                log.debug("%s: no EXIF (%s: %s)", path, type(e).__name__, e)
+                tags = {}
+            taken_at = parse_exif_date(tags.get("EXIF DateTimeOriginal")
+                                       or tags.get("EXIF DateTimeDigitized")
+                                       or tags.get("Image DateTime"))
+            camera = camera_name(tags.get("Image Make"), tags.get("Image Model"))
+            f.seek(0)
+            try:
+                with Image.open(f) as img:
+                    width, height = img.size
+                    orientation = img.getexif().get(0x0112)  # what exif_transpose applies
+            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+                log.debug("%s: no image header (%s)", path, e)
+    except OSError as e:
+        log.debug("%s: unreadable (%s)", path, e)
+    if isinstance(orientation, int) and orientation in _TRANSPOSED and width is not None:
+        width, height = height, width
+    return ImageMeta(width=width, height=height, taken_at=taken_at, camera=camera)

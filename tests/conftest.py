@@ -1,0 +1,66 @@
+"""Shared fixtures: isolated memo state, a tiny checkpoint, generated photos."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from memocli.checkpoint import save_checkpoint
+from memocli.model import VNet
+from memocli.registry import get_config
+
+TEST_DEVICE = os.environ.get("MEMO_TEST_DEVICE", "cpu")
+
+
+@pytest.fixture(autouse=True)
+def isolated_memo_home(tmp_path, monkeypatch):
+    """Point every piece of user state (cache, weights override) at a temp folder."""
+    home = tmp_path / "memo-home"
+    monkeypatch.setenv("MEMO_HOME", str(home))
+    monkeypatch.setenv("MEMO_DEVICE", TEST_DEVICE)
+    monkeypatch.delenv("MEMO_WEIGHTS", raising=False)
+    monkeypatch.delenv("MEMO_MODEL", raising=False)
+    return home
+
+
+def write_photo(path: Path, color=(128, 128, 128), size=(48, 40), **save_kwargs) -> Path:
+    """Write a small solid-colour image (format from the suffix) with a gradient stripe."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.new("RGB", size, color)
+    for x in range(size[0]):
+        img.putpixel((x, size[1] // 2), (x * 5 % 256, 255 - x * 5 % 256, 40))
+    img.save(path, **save_kwargs)
+    return path
+
+
+@pytest.fixture
+def make_photos(tmp_path):
+    """``make_photos(n, folder='photos')`` -> n JPEGs of different brightness."""
+
+    def make(n: int = 6, folder: str = "photos") -> list[Path]:
+        return [
+            write_photo(tmp_path / folder / f"img_{i:03d}.jpg", color=(20 + 37 * i % 230,) * 3)
+            for i in range(n)
+        ]
+
+    return make
+
+
+def tiny_checkpoint_at(path: Path, seed: int = 0) -> Path:
+    """Save a randomly initialised ``vnet_tiny`` checkpoint (different seed, different model)."""
+    torch.manual_seed(seed)
+    model = VNet(get_config("vnet_tiny"))
+    with torch.no_grad():
+        model.regressor.bias.fill_(0.6)
+    return save_checkpoint(path, model, metrics={}, train_data={"data": "none"},
+                           backbone_init="random")
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path) -> Path:
+    """A tiny V-Net checkpoint file (fast on CPU, input 64x64)."""
+    return tiny_checkpoint_at(tmp_path / "tiny.pt")

@@ -1,0 +1,105 @@
+from pathlib import Path
+
+import pytest
+
+from memocli.data import DatasetError, load_image, load_split
+from memocli.errors import MemoError
+
+from conftest import write_photo
+
+
+def lamem(tmp_path: Path, lines: list[str], split="train_1", images=("a.jpg", "b.jpg")) -> Path:
+    root = tmp_path / "ds"
+    for name in images:
+        write_photo(root / "images" / name)
+    (root / "splits").mkdir(parents=True, exist_ok=True)
+    (root / "splits" / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_lamem_split_is_parsed(tmp_path):
+    root = lamem(tmp_path, ["a.jpg 0.5", "", "b.jpg 0.75"])
+    items = load_split(root, "train_1")
+    assert [(i.path.name, i.score) for i in items] == [("a.jpg", 0.5), ("b.jpg", 0.75)]
+
+
+def test_every_problem_is_reported_with_file_and_line(tmp_path):
+    root = lamem(tmp_path, [
+        "a.jpg 0.5",
+        "b.jpg",                 # 2: malformed
+        "b.jpg high",            # 3: not a number
+        "../secret.jpg 0.1",     # 4: escapes root
+        "/etc/passwd 0.1",       # 5: absolute
+        "missing.jpg 0.3",       # 6: missing
+        "text.jpg 0.3",          # 7: not an image
+        "b.jpg nan",             # 8: not finite
+    ])
+    (root / "images" / "text.jpg").write_text("hello")
+    with pytest.raises(DatasetError) as err:
+        load_split(root, "train_1")
+    problems = err.value.problems
+    joined = "\n".join(problems)
+    for line in (2, 3, 4, 5, 6, 7, 8):
+        assert f"splits/train_1.txt:{line}:" in joined
+    assert "splits/train_1.txt:1:" not in joined
+    assert len(problems) == 7
+    assert "leaves" in joined and "not a number" in joined and "no such image" in joined
+
+
+def test_missing_split_file_names_the_available_ones(tmp_path):
+    root = lamem(tmp_path, ["a.jpg 0.5"])
+    with pytest.raises(MemoError, match="available: train_1"):
+        load_split(root, "val_1")
+
+
+def test_csv_manifest_with_splits(tmp_path):
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        write_photo(tmp_path / "imgs" / name)
+    manifest = tmp_path / "data.csv"
+    manifest.write_text("path,score,split\nimgs/a.jpg,0.1,train\nimgs/b.jpg,0.2,val\n"
+                        "imgs/c.jpg,0.3,train\n")
+    assert [i.path.name for i in load_split(manifest, "train_1")] == ["a.jpg", "c.jpg"]
+    assert [i.score for i in load_split(manifest, "val")] == [0.2]
+    assert len(load_split(manifest, None)) == 3
+
+
+def test_csv_manifest_errors(tmp_path):
+    write_photo(tmp_path / "a.jpg")
+    manifest = tmp_path / "data.csv"
+    manifest.write_text("path,score\na.jpg,x\n../a.jpg,0.1\n")
+    with pytest.raises(DatasetError) as err:
+        load_split(manifest, None)
+    assert err.value.problems[0].startswith("data.csv:2:")
+    assert err.value.problems[1].startswith("data.csv:3:")
+    manifest.write_text("file,value\n")
+    with pytest.raises(MemoError, match="'path' and 'score'"):
+        load_split(manifest, None)
+
+
+def test_load_image_applies_exif_orientation(tmp_path):
+    from PIL import Image
+
+    img = Image.new("RGB", (40, 20), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    path = tmp_path / "rot.jpg"
+    img.save(path, exif=exif)
+    assert load_image(path).size == (20, 40)
+
+
+def test_load_image_flattens_transparency_and_grayscale(tmp_path):
+    from PIL import Image
+
+    rgba = tmp_path / "t.png"
+    Image.new("RGBA", (8, 8), (0, 0, 0, 0)).save(rgba)
+    assert load_image(rgba).getpixel((0, 0)) == (255, 255, 255)
+    gray = tmp_path / "g.png"
+    Image.new("L", (8, 8), 100).save(gray)
+    assert load_image(gray).getpixel((0, 0)) == (100, 100, 100)
+
+
+def test_large_jpeg_is_decoded_at_reduced_size(tmp_path):
+    path = write_photo(tmp_path / "big.jpg", size=(2000, 1500))
+    small = load_image(path, min_side=224)
+    assert min(small.size) >= 224 and small.size[0] < 2000
+    assert load_image(path).size == (2000, 1500)

@@ -1,0 +1,147 @@
+"""Training really learns: a tiny V-Net on synthetic photos whose score is their brightness."""
+
+import csv
+import json
+import random
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from memocli.checkpoint import load_checkpoint
+from memocli.cli import cli
+from memocli.data import load_split
+from memocli.device import pick_device
+from memocli.model import VNet
+from memocli.registry import get_config
+from memocli.train import Splits, TrainConfig, fit
+
+
+def brightness_dataset(root, n_train=96, n_val=32, n_test=32, folds=(1,)):
+    """LaMem layout; score = mean brightness of a noisy image (a learnable function)."""
+    rng = random.Random(0)
+    (root / "images").mkdir(parents=True)
+    (root / "splits").mkdir()
+    names = []
+    for i in range(n_train + n_val + n_test):
+        level = rng.random()
+        noise = torch.rand(40, 40, 3) * 0.3
+        pixels = ((level * 0.7 + noise) * 255).clamp(0, 255).to(torch.uint8).numpy()
+        name = f"{i:04d}.jpg"
+        Image.fromarray(pixels).save(root / "images" / name)
+        names.append(f"{name} {0.2 + 0.6 * level:.6f}")
+    for fold in folds:
+        rng.shuffle(names)
+        parts = {"train": names[:n_train], "val": names[n_train:n_train + n_val],
+                 "test": names[n_train + n_val:]}
+        for part, lines in parts.items():
+            (root / "splits" / f"{part}_{fold}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return brightness_dataset(tmp_path_factory.mktemp("bright") / "ds", folds=(1, 2))
+
+
+def test_frozen_backbone_training_learns_and_keeps_checkpoints(dataset, tmp_path):
+    torch.manual_seed(0)
+    model = VNet(get_config("vnet_tiny"))
+    splits = Splits(str(dataset), load_split(dataset, "train_1"), load_split(dataset, "val_1"),
+                    load_split(dataset, "test_1"))
+    out = tmp_path / "run"
+    result = fit(model, splits, out, TrainConfig(epochs=12, batch_size=16, lr_max=3e-3),
+                 pick_device("cpu"), {"backbone_init": "random", "init": None}, silent=True,
+                 echo=lambda _: None)
+    assert result["val_rho"] > 0.8
+    assert result["test_rho"] > 0.8
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert len(rows) == 12
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 12
+    best = load_checkpoint(out / "best.pt")
+    assert best.meta["metrics"]["val_rho"] == pytest.approx(result["val_rho"])
+    assert best.meta["train_data"]["sizes"] == {"train": 96, "val": 32, "test": 32}
+    assert best.meta["training"]["lr_max"] == 3e-3
+    assert (out / "last.pt").is_file() and (out / "config.json").is_file()
+
+
+def test_resume_continues_where_the_run_stopped(dataset, tmp_path, monkeypatch):
+    import memocli.train as train_module
+
+    out = tmp_path / "run"
+    args = ["train", str(dataset), "--model", "vnet_tiny", "--out", str(out), "--lr-max", "3e-3",
+            "--batch-size", "16", "--epochs", "4", "-s"]
+    real_metrics, calls = train_module.regression_metrics, []
+
+    def interrupt_in_epoch_3(*a):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_metrics(*a)
+
+    monkeypatch.setattr(train_module, "regression_metrics", interrupt_in_epoch_3)
+    runner = CliRunner()
+    first = runner.invoke(cli, args)
+    assert first.exit_code == 130
+    assert torch.load(out / "train_state.pt", weights_only=True)["epoch"] == 2
+    monkeypatch.setattr(train_module, "regression_metrics", real_metrics)
+
+    again = runner.invoke(cli, args + ["--resume"], catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    assert "at epoch 3" in again.stderr
+    epochs = [int(r["epoch"]) for r in csv.DictReader(open(out / "metrics.csv"))]
+    assert epochs == [1, 2, 3, 4]
+    assert torch.load(out / "train_state.pt", weights_only=True)["epoch"] == 4
+
+    longer = runner.invoke(cli, args[:-3] + ["--epochs", "6", "--resume", "-s"])
+    assert longer.exit_code == 1
+    assert "cannot resume" in longer.output
+
+
+def test_train_cli_reports_folds_and_evaluate_agrees(dataset, tmp_path):
+    out = tmp_path / "runs"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", str(dataset), "--folds", "1-2", "--model", "vnet_tiny",
+                                 "--epochs", "6", "--lr-max", "3e-3", "--batch-size", "16",
+                                 "--out", str(out), "-s"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "val_rho:" in result.output and "± " in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["folds"]) == {"1", "2"}
+    assert "randomly initialised" in result.stderr
+
+    preds = tmp_path / "preds.csv"
+    ev = runner.invoke(cli, ["evaluate", str(dataset), "--split", "test_1", "--weights",
+                             str(out / "fold_1" / "best.pt"), "--csv", str(preds), "--json"],
+                       catch_exceptions=False)
+    assert ev.exit_code == 0
+    metrics = json.loads(ev.output)
+    assert metrics["rho"] == pytest.approx(summary["folds"]["1"]["test_rho"], abs=1e-4)
+    rows = list(csv.DictReader(open(preds)))
+    assert len(rows) == 32 and set(rows[0]) == {"path", "target", "prediction"}
+
+
+def test_lr_find_cli_suggests_and_plots(dataset, tmp_path):
+    plot = tmp_path / "lr.png"
+    result = CliRunner().invoke(cli, ["lr-find", str(dataset), "--model", "vnet_tiny",
+                                      "--steps", "40", "--batch-size", "16", "--plot", str(plot),
+                                      "-s"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    suggested = float(result.stdout.split("--lr-max")[1])
+    assert 1e-6 < suggested < 1
+    with Image.open(plot) as img:
+        assert img.size == (800, 500)
+
+
+def test_bad_dataset_stops_before_training(tmp_path):
+    root = brightness_dataset(tmp_path / "ds", n_train=4, n_val=2, n_test=2)
+    with open(root / "splits" / "train_1.txt", "a") as f:
+        f.write("../escape.jpg 0.5\nbroken-line\n")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", str(root), "--model", "vnet_tiny", "--out",
+                                      str(out), "--lr-max", "1e-3", "-s"])
+    assert result.exit_code == 1
+    assert "splits/train_1.txt:5:" in result.output and "splits/train_1.txt:6:" in result.output
+    assert not out.exists()
