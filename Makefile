@@ -23,7 +23,8 @@ test: setup
 demo: setup
 	$(BIN)/memo score samples/ --top 10 --cache demo-out/memo.db
 	$(BIN)/memo export samples/ demo-out/ranks.csv --cache demo-out/memo.db
-	@echo "wrote demo-out/ranks.csv"
+	$(BIN)/memo explain "$$($(BIN)/python -c 'import csv; print(next(csv.DictReader(open("demo-out/ranks.csv")))["path"])')" --out demo-out/
+	@echo "wrote demo-out/ranks.csv and a heatmap of the top photo in demo-out/"
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

@@ -39,7 +39,11 @@ _CHUNK = 500  # rows per "IN (...)" query, well under SQLite's variable limit
 
 
 def default_cache_path() -> Path:
-    """``$MEMO_HOME/memo.db``, else ``$XDG_CACHE_HOME/memo/memo.db``, else ``~/.cache/memo/memo.db``."""
+    """Where the cache lives unless ``--cache`` says otherwise.
+
+    ``$MEMO_HOME/memo.db``, else ``$XDG_CACHE_HOME/memo/memo.db``, else
+    ``~/.cache/memo/memo.db``.
+    """
     home = os.environ.get("MEMO_HOME")
     if home:
         return Path(home).expanduser() / "memo.db"
@@ -191,7 +195,7 @@ class Cache:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> "Cache":
+    def __enter__(self) -> Cache:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -40,7 +40,11 @@ def parse_exif_date(text: str | None) -> str | None:
 
 
 def camera_name(make: str | None, model: str | None) -> str | None:
-    """``('Canon', 'Canon EOS 5D')`` -> ``'Canon EOS 5D'``; ``('SONY', 'ILCE-7')`` -> ``'SONY ILCE-7'``."""
+    """One camera name from EXIF make and model, without saying the maker twice.
+
+    ``('Canon', 'Canon EOS 5D')`` -> ``'Canon EOS 5D'``; ``('SONY', 'ILCE-7')`` ->
+    ``'SONY ILCE-7'``.
+    """
     make = " ".join(str(make or "").replace("\x00", " ").split())
     model = " ".join(str(model or "").replace("\x00", " ").split())
     if make and model.lower().startswith(make.split()[0].lower()):

@@ -88,7 +88,7 @@ class _Walker:
             for entry in entries:
                 if entry.name.startswith(".") and not self.include_hidden:
                     continue
-                path = os.path.join(folder, entry.name)
+                path = entry.name if folder == os.curdir else os.path.join(folder, entry.name)
                 try:
                     if entry.is_dir():
                         subfolders.append((path, entry.stat()))

@@ -1,3 +1,92 @@
-"""``memo explain``: Grad-CAM heatmaps."""
+"""``memo explain``: Grad-CAM heatmaps of what makes a photo memorable."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..registry import DEFAULT_MODEL, MODELS
+from .options import device_option, echo_err
+
+
+def _layer_help() -> str:
+    blocks = ", ".join(f"layer{i}.0-{n - 1}" for i, n in
+                       enumerate(MODELS[DEFAULT_MODEL].stage_blocks, 1))
+    return (
+        "Backbone layer to explain: a stage (layer1, layer2, layer3, layer4) or one of its "
+        f"blocks ({DEFAULT_MODEL}: {blocks}; deeper backbones have more) "
+        "[default: the last block of layer4]. Earlier layers give finer but less semantic maps."
+    )
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the pictures, created if needed [default: beside each photo].")
+@click.option("--layer", metavar="NAME", help=_layer_help())
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Weight of the heatmap in the blend (0: photo only, 1: heatmap only).")
+@click.option("--side-by-side", is_flag=True,
+              help="Write photo | overlay, with the score in a band underneath.")
+@click.option("--heatmap-only", is_flag=True,
+              help="Write the raw map instead: 8-bit grayscale PNG (img.memo.png), "
+                   "255 = the strongest evidence.")
+@click.option("-w", "--weights", type=click.Path(dir_okay=False),
+              help="Memo checkpoint [default: the bundled weights].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Images per Grad-CAM pass.")
+@device_option
+def explain(images, out, layer, alpha, side_by_side, heatmap_only, weights, batch_size, device):
+    """Grad-CAM heatmaps: which parts of a photo raise its predicted memorability.
+
+    For each IMAGE writes IMAGE.memo.jpg (beside it, or in --out): the heatmap blended over
+    the photo at its own resolution and orientation, red where the region raises the
+    score, blue where it does not, with the score written on it. Prints
+    "IMAGE -> OUTPUT  (score S)" per file; unreadable files are reported on stderr, the
+    rest are still done, and the exit status is then 1.
+
+    \b
+    Examples:
+      memo explain img.jpg
+      memo explain *.jpg --out heatmaps/ --layer layer4 --alpha 0.5 --side-by-side
+      memo explain img.jpg --heatmap-only --layer layer3 --out maps/
+    """
+    from ..checkpoint import default_weights_path, load_checkpoint
+    from ..device import pick_device
+    from ..errors import MemoError
+    from ..explain import explain_images, resolve_layer
+
+    if side_by_side and heatmap_only:
+        raise click.UsageError("--side-by-side and --heatmap-only exclude each other")
+    if out is not None and out.exists() and not out.is_dir():
+        raise click.BadParameter(f"{out} exists and is not a folder", param_hint="--out")
+    dev = pick_device(device)
+    loaded = load_checkpoint(weights or default_weights_path(), device=dev)
+    try:
+        layer = resolve_layer(loaded.model, layer)
+    except MemoError as e:
+        raise click.BadParameter(str(e), param_hint="--layer") from None
+
+    sources, seen = [], set()
+    for path in images:  # the same file twice is explained once
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            sources.append(path)
+    failed = 0
+    for result in explain_images(loaded, sources, out, layer=layer, alpha=alpha,
+                                 side_by_side=side_by_side, heatmap_only=heatmap_only,
+                                 batch_size=batch_size):
+        if result.ok:
+            click.echo(f"{result.source} -> {result.output}  (score {result.score:.2f})")
+            if result.flat:
+                echo_err(f"{result.source}: flat map, no region raises the score at {layer}")
+        else:
+            failed += 1
+            echo_err(f"{result.source}: {result.error}")
+    if failed:
+        raise click.ClickException(f"{failed} of {len(sources)} image(s) failed")
+
+
+COMMANDS = [explain]

@@ -1,3 +1,268 @@
-"""``memo score``, ``memo export`` and ``memo cache``."""
+"""``memo score``, ``memo export`` and ``memo cache``.
 
-COMMANDS: list = []
+Click only: parse, call :mod:`memocli.score` / :mod:`memocli.cache`, print. Heavy modules
+(torch) are imported by the library only when something needs the model.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .options import batch_options, device_option, echo_err, silent_option
+
+
+def _cache_options(f):
+    f = click.option("--no-cache", is_flag=True,
+                     help="Use no cache: score everything, store nothing.")(f)
+    return click.option(
+        "--cache", "cache_path", type=click.Path(dir_okay=False), metavar="PATH",
+        help="Cache database [default: $MEMO_HOME/memo.db, else "
+             "$XDG_CACHE_HOME/memo/memo.db, else ~/.cache/memo/memo.db].",
+    )(f)
+
+
+def _scoring_options(f):
+    """Options every command that scores shares: model, cache, scan, batching, device."""
+    f = silent_option(f)
+    f = device_option(f)
+    f = batch_options(f)
+    f = click.option("--hidden", is_flag=True,
+                     help="Also look inside hidden folders (names starting with '.').")(f)
+    f = _cache_options(f)
+    return click.option("-w", "--weights", type=click.Path(dir_okay=False), metavar="CKPT",
+                        help="Memo checkpoint [default: $MEMO_WEIGHTS, else the bundled "
+                             "weights/memo-vnet-r50.pt].")(f)
+
+
+def _open_cache(cache_path: str | None, no_cache: bool):
+    from ..cache import Cache, default_cache_path
+
+    if cache_path and no_cache:
+        raise click.UsageError("use --cache PATH or --no-cache, not both")
+    return Cache(None if no_cache else (cache_path or default_cache_path()))
+
+
+def _progress(silent: bool):
+    from ..score import Progress
+
+    if silent:
+        return Progress(bar=None, echo=echo_err)
+    from tqdm import tqdm
+
+    def bar(total: int, desc: str, unit: str):
+        return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
+                    dynamic_ncols=True, delay=1.0, smoothing=0.1)
+
+    return Progress(bar=bar, echo=lambda message: tqdm.write(message, file=sys.stderr))
+
+
+def _run_scoring(inputs, weights, cache_path, no_cache, hidden, batch_size, workers, device,
+                 silent):
+    from ..score import score_paths
+
+    with _open_cache(cache_path, no_cache) as cache:
+        report = score_paths(inputs, cache, weights=weights, device=device,
+                             batch_size=batch_size, workers=workers, include_hidden=hidden,
+                             progress=_progress(silent))
+    if not silent:
+        echo_err(f"{len(report.files)} photo(s): {report.from_cache} from the cache, "
+                 f"{report.scored_files} scored now (model {report.model_id})")
+    return report
+
+
+def _finish(report) -> None:
+    """Exit 1 (after the data is out) when any file had to be skipped."""
+    if report.problems:
+        raise click.ClickException(
+            f"{len(report.problems)} file(s) skipped (reasons above); the others were scored")
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True),
+                metavar="PATH...")
+@click.option("--top", type=click.IntRange(min=1), metavar="N",
+              help="Show the N most memorable photos.")
+@click.option("--bottom", type=click.IntRange(min=1), metavar="N",
+              help="Show the N least memorable photos.")
+@click.option("--table", "fmt", flag_value="table", default=True,
+              help="Print a table (the default).")
+@click.option("--json", "fmt", flag_value="json", help="Print JSON rows instead.")
+@click.option("--csv", "fmt", flag_value="csv", help="Print CSV rows instead.")
+@_scoring_options
+def score(inputs, top, bottom, fmt, weights, cache_path, no_cache, hidden, batch_size,
+          workers, device, silent):
+    """Rank photos by predicted memorability.
+
+    PATH... are image files and folders; folders are searched recursively for
+    jpg/jpeg/png/webp/tif/tiff/bmp/gif files (any case). Scores are cached by file content
+    and model, so a second run answers from the cache in seconds; only new or edited
+    photos are scored. Scores are 0-1, higher is more memorable (LaMem's scale);
+    the percentile is within the photos scanned. A file that cannot be read is reported
+    on stderr and skipped (exit status 1 at the end).
+
+    \b
+    Examples:
+      memo score ~/Photos --top 50
+      memo score a.jpg b.png dir/ --bottom 20 --json
+      memo score ~/Photos --csv --no-cache > ranks.csv
+      memo score ~/Photos --weights runs/f1/best.pt --device cuda
+    """
+    from ..output import print_table, to_row, write_csv
+    from ..score import rank, select
+
+    report = _run_scoring(inputs, weights, cache_path, no_cache, hidden, batch_size, workers,
+                          device, silent)
+    shown = select(rank(report.files), top, bottom)
+    out = sys.stdout
+    if fmt == "json":
+        click.echo(json.dumps([to_row(r, report.model_id) for r in shown], indent=2,
+                              ensure_ascii=False))
+    elif fmt == "csv":
+        write_csv(shown, report.model_id, out)
+    elif report.files:
+        print_table(shown, report.model_id, len(report.files), out)
+    _finish(report)
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True),
+                metavar="PATH...")
+@click.argument("out", type=click.Path(dir_okay=False, allow_dash=True), metavar="OUT")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default=None,
+              help="Output format [default: json if OUT ends in .json, else csv].")
+@_scoring_options
+def export(inputs, out, fmt, weights, cache_path, no_cache, hidden, batch_size, workers,
+           device, silent):
+    """Write the ranks of every photo under PATH... to OUT (CSV or JSON).
+
+    Photos without a cached score for the model are scored first. One row per photo,
+    best first, with columns rank, path, score, percentile, content_hash, width, height,
+    date_taken, camera, model_id, raw_score (see docs/scoring.md). OUT '-' is stdout.
+    The file is replaced atomically, never left half-written.
+
+    \b
+    Examples:
+      memo export ~/Photos ranks.csv
+      memo export ~/Photos ~/Trips ranks.json
+      memo export ~/Photos - --format json | jq '.[0]'
+    """
+    from ..output import WRITERS, write_file
+    from ..score import rank
+
+    fmt = fmt or ("json" if out.lower().endswith(".json") else "csv")
+    report = _run_scoring(inputs, weights, cache_path, no_cache, hidden, batch_size, workers,
+                          device, silent)
+    ranked = rank(report.files)
+    if out == "-":
+        WRITERS[fmt](ranked, report.model_id, sys.stdout)
+    else:
+        try:
+            write_file(ranked, report.model_id, out, fmt)
+        except OSError as e:
+            raise click.ClickException(f"{out}: cannot write: {e.strerror or e}") from None
+        if not silent:
+            echo_err(f"wrote {len(ranked)} row(s) to {out}")
+    _finish(report)
+
+
+@click.group()
+def cache():
+    """Inspect and tidy the score cache.
+
+    \b
+    Examples:
+      memo cache info
+      memo cache prune --dry-run
+      memo cache prune --vacuum --cache demo-out/memo.db
+    """
+
+
+def _existing_cache_path(cache_path: str | None) -> Path:
+    from ..cache import default_cache_path
+
+    return Path(cache_path) if cache_path else default_cache_path()
+
+
+@cache.command()
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Cache database [default: the user cache, see `memo score --help`].")
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
+def info(cache_path, as_json):
+    """Rows, models and size of the score cache.
+
+    \b
+    Examples:
+      memo cache info
+      memo cache info --cache demo-out/memo.db --json
+    """
+    from ..cache import Cache
+
+    path = _existing_cache_path(cache_path)
+    if not path.is_file():
+        if as_json:
+            click.echo(json.dumps({"path": str(path), "exists": False}))
+        else:
+            click.echo(f"cache: {path} (not created yet)")
+        return
+    with Cache(path) as db:
+        facts = db.info()
+    if as_json:
+        click.echo(json.dumps({**facts, "exists": True}, indent=2))
+        return
+    rows = facts["rows"]
+    click.echo(f"cache:    {facts['path']}")
+    click.echo(f"size:     {_human_size(facts['size_bytes'])}")
+    click.echo(f"files:    {rows['files']} path(s), {rows['images']} distinct content(s)")
+    click.echo(f"scores:   {rows['scores']}")
+    click.echo(f"models:   {len(facts['models'])}")
+    for m in facts["models"]:
+        where = f"  {', '.join(m['checkpoints'])}" if m["checkpoints"] else ""
+        click.echo(f"  {m['model']}  {m['scores']} score(s), last {m['last_scored']}{where}")
+
+
+def _human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+@cache.command()
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Cache database [default: the user cache, see `memo score --help`].")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.option("--vacuum", is_flag=True, help="Then shrink the database file.")
+def prune(cache_path, dry_run, vacuum):
+    """Forget files that no longer exist, and scores no remaining file needs.
+
+    Scores are kept while any cached path still has that content. Files on a disk that
+    is not mounted look deleted: prune while your library is reachable.
+
+    \b
+    Examples:
+      memo cache prune --dry-run
+      memo cache prune --vacuum
+    """
+    from ..cache import Cache
+
+    path = _existing_cache_path(cache_path)
+    if not path.is_file():
+        click.echo(f"cache: {path} (not created yet); nothing to prune")
+        return
+    with Cache(path) as db:
+        counts = db.prune(dry_run=dry_run)
+        if vacuum and not dry_run:
+            db.vacuum()
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb}: {counts['files']} missing file(s), {counts['scores']} score(s), "
+               f"{counts['images']} image record(s), {counts['checkpoints']} checkpoint "
+               "record(s)")
+
+
+COMMANDS = [score, export, cache]

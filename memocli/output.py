@@ -1,0 +1,124 @@
+"""Ranked results as a rich table, CSV or JSON (one row per scored photo)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from .score import Ranked
+
+#: Columns of ``memo export`` (CSV header, JSON keys), in order. Documented in docs/scoring.md.
+COLUMNS = ("rank", "path", "score", "percentile", "content_hash", "width", "height",
+           "date_taken", "camera", "model_id", "raw_score")
+
+
+def to_row(r: Ranked, model_id: str) -> dict[str, Any]:
+    """One photo as a plain dict with :data:`COLUMNS` as keys."""
+    f = r.item
+    return {
+        "rank": r.rank,
+        "path": f.path,
+        "score": round(f.score, 6),
+        "percentile": round(r.percentile, 2),
+        "content_hash": f.content_hash,
+        "width": f.meta.width,
+        "height": f.meta.height,
+        "date_taken": f.meta.taken_at,
+        "camera": f.meta.camera,
+        "model_id": model_id,
+        "raw_score": round(f.raw_score, 6),
+    }
+
+
+def write_csv(ranked: Sequence[Ranked], model_id: str, out: IO[str]) -> None:
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in ranked:
+        writer.writerow({k: "" if v is None else v for k, v in to_row(r, model_id).items()})
+
+
+def write_json(ranked: Sequence[Ranked], model_id: str, out: IO[str]) -> None:
+    json.dump([to_row(r, model_id) for r in ranked], out, indent=2, ensure_ascii=False)
+    out.write("\n")
+
+
+WRITERS = {"csv": write_csv, "json": write_json}
+
+
+def write_file(ranked: Sequence[Ranked], model_id: str, out: str | os.PathLike,
+               fmt: str) -> None:
+    """Write ``ranked`` to ``out`` atomically (temp file + rename), as CSV or JSON."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            WRITERS[fmt](ranked, model_id, f)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+_HEADERS = ("Rank", "Score", "Pct", "Path", "Taken", "Camera")
+_RIGHT = {"Rank", "Score", "Pct"}
+
+
+def _cells(ranked: Sequence[Ranked]) -> list[tuple[str, ...] | None]:
+    """Table cells per row; None marks a gap in the ranks (between --top and --bottom)."""
+    rows: list[tuple[str, ...] | None] = []
+    previous = None
+    for r in ranked:
+        if previous is not None and r.rank != previous + 1:
+            rows.append(None)
+        previous = r.rank
+        f = r.item
+        rows.append((str(r.rank), f"{f.score:.3f}", f"{r.percentile:.1f}", f.path,
+                     (f.meta.taken_at or "").replace("T", " "), f.meta.camera or ""))
+    return rows
+
+
+def print_table(ranked: Sequence[Ranked], model_id: str, total: int, out: IO[str]) -> None:
+    """Rank, score, percentile, path, date taken, camera: a rich table on a terminal.
+
+    Into a pipe or a file it is plain aligned text, one line per photo (quick for
+    thousands of rows, and easy to grep); long paths never wrap there.
+    """
+    rows = _cells(ranked)
+    caption = f"{len(ranked)} of {total} photo(s) · model {model_id}"
+    if not out.isatty():
+        _plain_table(rows, caption, out)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(caption=caption, caption_justify="left")
+    for header in _HEADERS:
+        table.add_column(header, justify="right" if header in _RIGHT else "left",
+                         no_wrap=header != "Path" and header != "Camera",
+                         overflow="fold", ratio=1 if header == "Path" else None)
+    for row in rows:
+        table.add_row(*(row or ("…", "", "", "", "", "")))
+    Console(file=out, highlight=False).print(table)
+
+
+def _plain_table(rows: list[tuple[str, ...] | None], caption: str, out: IO[str]) -> None:
+    widths = [len(h) for h in _HEADERS]
+    for row in rows:
+        for i, cell in enumerate(row or ()):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(cells) -> str:
+        return "  ".join(c.rjust(w) if h in _RIGHT else c.ljust(w)
+                         for c, w, h in zip(cells, widths, _HEADERS, strict=True)).rstrip()
+
+    out.write(line(_HEADERS) + "\n")
+    out.write(line(["-" * w for w in widths]) + "\n")
+    for row in rows:
+        out.write((line(row) if row else "...".rjust(widths[0])) + "\n")
+    out.write(caption + "\n")

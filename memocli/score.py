@@ -1,0 +1,374 @@
+"""The scoring pipeline: scan -> stat index -> hash -> cache lookup -> model on misses only.
+
+1. :func:`memocli.scan.scan` finds the images (one ``stat`` each).
+2. One indexed query per 500 paths finds the ones whose ``(path, size, mtime_ns)`` is
+   unchanged since they were hashed: their content hash, score and metadata come from the
+   cache and the file is not opened. If that is every file, torch is never imported.
+3. The others are hashed (SHA-256 of the content, streamed); a hash the cache already
+   scored with this model (a moved or renamed photo, a copy) needs no model either.
+   Files rows are committed per batch of hashed files.
+4. The model runs on the remaining contents only, batch by batch, and each batch's scores
+   are committed in one short transaction as soon as it is done: an interrupted run keeps
+   every finished batch, and the next run starts where it stopped.
+
+Scores are stored raw; :func:`display_score` is what users see (see ``docs/scoring.md``).
+This module imports torch only when step 4 has something to do.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import memocli
+
+from .cache import Cache, ImageMeta
+from .errors import MemoError
+from .scan import FoundFile, scan
+
+log = logging.getLogger(__name__)
+
+HASH_BATCH = 64  # files hashed (and committed) per transaction
+_IO_THREADS = 4  # hashing and header reading are I/O bound and release the GIL
+BUNDLED_WEIGHTS = Path(memocli.__file__).resolve().parent.parent / "weights" / "memo-vnet-r50.pt"
+
+Echo = Callable[[str], None]
+
+
+def display_score(raw: float) -> float:
+    """The score users see: the raw model output clipped to LaMem's [0, 1] scale."""
+    return min(1.0, max(0.0, raw))
+
+
+def default_weights() -> Path:
+    """``$MEMO_WEIGHTS``, else the bundled checkpoint: as ``checkpoint.default_weights_path``.
+
+    Kept torch-free (``memocli.checkpoint`` imports torch) so a cached re-scan never loads
+    torch; a test checks the two agree.
+    """
+    env = os.environ.get("MEMO_WEIGHTS")
+    path = Path(env) if env else BUNDLED_WEIGHTS
+    if not path.is_file():
+        raise MemoError(
+            f"no default weights at {path}; pass --weights CHECKPOINT "
+            "(train one with `memo train`)"
+        )
+    return path
+
+
+def hash_file(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file's content, streamed."""
+    with open(path, "rb") as f:
+        if hasattr(hashlib, "file_digest"):  # Python 3.11+
+            return hashlib.file_digest(f, "sha256").hexdigest()
+        h = hashlib.sha256()
+        while block := f.read(1 << 20):
+            h.update(block)
+        return h.hexdigest()
+
+
+@dataclass
+class ScoredFile:
+    """One scored photo: where it is, what it is, and its raw model output."""
+
+    path: str
+    abspath: str
+    content_hash: str
+    raw_score: float
+    meta: ImageMeta
+
+    @property
+    def score(self) -> float:
+        return display_score(self.raw_score)
+
+
+@dataclass
+class ScoreReport:
+    """Everything a ``memo score`` run found out."""
+
+    files: list[ScoredFile]
+    problems: list[tuple[str, str]]
+    model_id: str
+    found: int = 0  # image files found by the scan
+    hashed: int = 0  # files hashed in this run (new or changed since last seen)
+    scored: int = 0  # contents the model ran on in this run
+    scored_files: int = 0  # files whose score came from this run's model calls
+
+    @property
+    def from_cache(self) -> int:
+        """Files whose score was already in the cache."""
+        return len(self.files) - self.scored_files
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A scored photo's place in the scanned set (rank 1 = most memorable)."""
+
+    rank: int
+    percentile: float
+    item: ScoredFile
+
+
+class ModelSource:
+    """The checkpoint to score with.
+
+    Its model id comes from the cache when the checkpoint file is unchanged since it was
+    last loaded (no hashing, no torch); the model itself is loaded only on :meth:`load`.
+    """
+
+    def __init__(self, weights: str | os.PathLike, cache: Cache, device: str = "auto"):
+        self.path = Path(weights)
+        self.cache = cache
+        self.device_name = device
+        self.abspath = os.path.abspath(self.path)
+        try:
+            st = os.stat(self.path)
+        except OSError as e:
+            raise MemoError(f"{self.path}: cannot read checkpoint: {e.strerror}") from None
+        self._stat = (st.st_size, st.st_mtime_ns)
+        self.model_id = cache.checkpoint_model(self.abspath, *self._stat)
+        self._loaded: Any = None
+        self.device: Any = None
+        if self.model_id is None:
+            self.load()
+
+    def load(self):
+        """The :class:`~memocli.checkpoint.LoadedModel`, on the chosen device (imports torch)."""
+        if self._loaded is None:
+            from .checkpoint import load_checkpoint
+            from .device import pick_device
+
+            self.device = pick_device(self.device_name)
+            loaded = load_checkpoint(self.path, device=self.device)
+            if self.model_id is not None and loaded.model_id != self.model_id:
+                raise MemoError(f"{self.path}: checkpoint changed while memo was reading it; "
+                                "run again")
+            self.model_id = loaded.model_id
+            self.cache.remember_checkpoint(self.abspath, *self._stat, self.model_id)
+            self._loaded = loaded
+        return self._loaded
+
+
+@dataclass
+class _Entry:
+    found: FoundFile
+    content_hash: str | None = None
+    score: float | None = None
+    meta: ImageMeta | None = None
+    failed: bool = False
+
+
+@dataclass
+class Progress:
+    """How the pipeline reports: a bar factory and a line printer (both to stderr)."""
+
+    bar: Callable[..., Any] | None = None  # bar(total=, desc=, unit=) -> context manager
+    echo: Echo = field(default=lambda message: None)
+
+    @contextmanager
+    def stage(self, total: int, desc: str) -> Iterator[Callable[[int], None]]:
+        if self.bar is None or total == 0:
+            yield lambda n: None
+            return
+        with self.bar(total=total, desc=desc, unit="file") as bar:
+            yield bar.update
+
+
+def _hash_stage(cache: Cache, entries: list[_Entry], todo: list[_Entry], model_id: str,
+                problems: list[tuple[str, str]], progress: Progress,
+                pool: ThreadPoolExecutor) -> int:
+    """Hash ``todo`` and describe contents without metadata, committing per batch."""
+    from .exif import read_image_meta
+
+    hashed = 0
+    need_meta_only = [e for e in entries if e.content_hash and e.meta is None]
+    work = todo + need_meta_only
+    with progress.stage(len(work), "hashing") as advance:
+        for start in range(0, len(work), HASH_BATCH):
+            batch = work[start:start + HASH_BATCH]
+            to_hash = [e for e in batch if e.content_hash is None]
+            outcomes = pool.map(_try_hash, to_hash)
+            for entry, (digest, reason) in zip(to_hash, outcomes, strict=True):
+                if digest is not None:
+                    entry.content_hash = digest
+                    hashed += 1
+                else:
+                    entry.failed = True
+                    problems.append((entry.found.path, reason))
+                    progress.echo(f"skipped {entry.found.path}: {reason}")
+            ok = [e for e in to_hash if not e.failed]
+            known = cache.lookup_contents([e.content_hash for e in ok], model_id)
+            for e in ok:
+                content = known.get(e.content_hash)
+                if content is not None:
+                    e.score, e.meta = content.score, content.meta
+            describe = {e.content_hash: e for e in batch if not e.failed and e.meta is None}
+            paths = [e.found.path for e in describe.values()]
+            metas = dict(zip(describe, pool.map(read_image_meta, paths), strict=True))
+            for e in batch:
+                if not e.failed and e.meta is None:
+                    e.meta = metas[e.content_hash]
+            cache.record_files(
+                [(e.found.abspath, e.content_hash, e.found.size, e.found.mtime_ns) for e in ok],
+                metas,
+            )
+            advance(len(batch))
+    return hashed
+
+
+def _try_hash(entry: _Entry) -> tuple[str | None, str | None]:
+    """``(digest, None)``, or ``(None, reason)`` when the file cannot be read."""
+    try:
+        return hash_file(entry.found.path), None
+    except FileNotFoundError:
+        return None, "file vanished before it could be read"
+    except PermissionError:
+        return None, "permission denied"
+    except IsADirectoryError:
+        return None, "is a directory, not an image"
+    except OSError as e:
+        return None, f"cannot read file: {e.strerror or e}"
+
+
+def _model_stage(cache: Cache, source: ModelSource, entries: list[_Entry],
+                 problems: list[tuple[str, str]], progress: Progress,
+                 batch_size: int, workers: int | None) -> tuple[int, int]:
+    """Run the model on contents without a score; commit each batch as it comes."""
+    by_hash: dict[str, list[_Entry]] = {}
+    for e in entries:
+        if not e.failed and e.score is None:
+            by_hash.setdefault(e.content_hash, []).append(e)
+    if not by_hash:
+        return 0, 0
+    from . import inference
+
+    loaded = source.load()
+    hashes = list(by_hash)
+    paths = [Path(by_hash[h][0].found.path) for h in hashes]
+    scored = scored_files = 0
+    try:
+        with progress.stage(len(paths), "scoring") as advance:
+            for batch in inference.iter_predictions(loaded.model, paths, source.device,
+                                                    batch_size, workers):
+                results = [(hashes[i], score)
+                           for i, score in zip(batch.indices, batch.scores, strict=True)]
+                cache.record_scores(source.model_id, results)
+                for h, score in results:
+                    for e in by_hash[h]:
+                        e.score = score
+                        scored_files += 1
+                scored += len(results)
+                for i, reason in batch.failures:
+                    for e in by_hash[hashes[i]]:
+                        e.failed = True
+                        problems.append((e.found.path, reason))
+                        progress.echo(f"skipped {e.found.path}: {reason}")
+                advance(len(batch.indices) + len(batch.failures))
+    except KeyboardInterrupt:
+        progress.echo(f"interrupted: the {scored} new score(s) so far are saved; "
+                      "run the same command again to continue")
+        raise
+    return scored, scored_files
+
+
+def score_paths(
+    inputs: Iterable[str | os.PathLike],
+    cache: Cache,
+    weights: str | os.PathLike | None = None,
+    device: str = "auto",
+    batch_size: int = 32,
+    workers: int | None = None,
+    include_hidden: bool = False,
+    progress: Progress | None = None,
+) -> ScoreReport:
+    """Score every image under ``inputs``, using and filling ``cache``.
+
+    Args:
+        inputs: image files and folders (searched recursively).
+        cache: the score cache (``Cache(None)`` for a throw-away one).
+        weights: memo checkpoint; default :func:`default_weights`.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        batch_size: images per model batch (and per committed transaction).
+        workers: image decoding processes (None: automatic).
+        include_hidden: also look inside hidden folders.
+        progress: progress bars and problem lines; silent when None.
+
+    Returns:
+        A :class:`ScoreReport`; files that could not be read or decoded are in its
+        ``problems`` (and were reported through ``progress.echo`` as they happened).
+
+    Raises:
+        MemoError: no images found, or an unusable checkpoint or cache.
+    """
+    progress = progress or Progress()
+    inputs = list(inputs)
+    found = scan(inputs, include_hidden=include_hidden)
+    problems = list(found.problems)
+    for path, reason in found.problems:
+        progress.echo(f"skipped {path}: {reason}")
+    if not found.files:
+        where = ", ".join(os.fspath(p) for p in inputs)
+        raise MemoError(f"no images found in {where}" + (
+            "; " + "; ".join(f"{p}: {r}" for p, r in problems[:3]) if problems else ""))
+    source = ModelSource(weights or default_weights(), cache, device)
+    entries = [_Entry(f) for f in found.files]
+    known = cache.lookup_paths([f.abspath for f in found.files], source.model_id)
+    todo = []
+    for e in entries:
+        k = known.get(e.found.abspath)
+        if k is not None and k.size == e.found.size and k.mtime_ns == e.found.mtime_ns:
+            e.content_hash, e.score, e.meta = k.content_hash, k.score, k.meta
+        else:
+            todo.append(e)
+    hashed = 0
+    if todo or any(e.meta is None for e in entries):
+        with ThreadPoolExecutor(_IO_THREADS) as pool:
+            hashed = _hash_stage(cache, entries, todo, source.model_id, problems, progress,
+                                 pool)
+    scored, scored_files = _model_stage(cache, source, entries, problems, progress,
+                                        batch_size, workers)
+    files = [
+        ScoredFile(e.found.path, e.found.abspath, e.content_hash, e.score,
+                   e.meta or ImageMeta())
+        for e in entries if not e.failed and e.score is not None
+    ]
+    return ScoreReport(files=files, problems=problems, model_id=source.model_id,
+                       found=len(entries), hashed=hashed, scored=scored,
+                       scored_files=scored_files)
+
+
+def rank(files: Sequence[ScoredFile]) -> list[Ranked]:
+    """Order by raw score, highest first (ties by path); percentile within the set.
+
+    The percentile is the share of the *other* photos in the set that score lower:
+    100 for the best, 0 for the worst, equal for equal scores (100 for a set of one).
+    """
+    ordered = sorted(files, key=lambda f: (-f.raw_score, f.path))
+    values = sorted(f.raw_score for f in files)
+    n = len(files)
+    ranked = []
+    for i, f in enumerate(ordered, 1):
+        lower = bisect.bisect_left(values, f.raw_score)
+        pct = 100.0 if n == 1 else 100.0 * lower / (n - 1)
+        ranked.append(Ranked(rank=i, percentile=pct, item=f))
+    return ranked
+
+
+def select(ranked: Sequence[Ranked], top: int | None, bottom: int | None) -> list[Ranked]:
+    """The first ``top`` and last ``bottom`` (in rank order, no repeats); all if neither."""
+    if top is None and bottom is None:
+        return list(ranked)
+    chosen: dict[int, Ranked] = {}
+    if top:
+        chosen.update((r.rank, r) for r in ranked[:top])
+    if bottom:
+        chosen.update((r.rank, r) for r in ranked[-bottom:])
+    return [chosen[k] for k in sorted(chosen)]
