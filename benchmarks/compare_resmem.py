@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from memocli.checkpoint import default_weights_path, load_checkpoint
+from memocli.checkpoint import load_checkpoint
+from memocli.files import default_weights_path
 from memocli.data import load_split
 from memocli.device import pick_device
 from memocli.inference import iter_predictions

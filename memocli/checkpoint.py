@@ -8,7 +8,6 @@ produced by a mismatched model.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import tempfile
@@ -20,6 +19,7 @@ import torch
 
 from . import __version__
 from .errors import MemoError
+from .files import hash_file
 from .model import VNet
 from .registry import MODELS, ModelConfig
 
@@ -40,15 +40,6 @@ class LoadedModel:
     @property
     def cfg(self) -> ModelConfig:
         return self.model.cfg
-
-
-def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _clean_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -167,20 +158,6 @@ def load_checkpoint(
         raise MemoError(f"{path}: weights do not match a '{cfg.name}' model: {reason}") from None
     model.to(device).eval()
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
-    model_id = f"{cfg.name}-{file_digest(path)[:16]}"
+    model_id = f"{cfg.name}-{hash_file(path)[:16]}"
     return LoadedModel(model=model, meta=meta, model_id=model_id)
 
-
-BUNDLED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "memo-vnet-r50.pt"
-
-
-def default_weights_path() -> Path:
-    """The checkpoint used when none is given: ``$MEMO_WEIGHTS``, else the bundled one."""
-    env = os.environ.get("MEMO_WEIGHTS")
-    path = Path(env) if env else BUNDLED_WEIGHTS
-    if not path.is_file():
-        raise MemoError(
-            f"no default weights at {path}; pass --weights CHECKPOINT "
-            "(train one with `memo train`)"
-        )
-    return path

@@ -16,6 +16,9 @@ from .errors import MemoError
 from .registry import DEFAULT_MODEL, ModelConfig, get_config
 
 
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
 def build_backbone(cfg: ModelConfig) -> ResNet:
     """A randomly initialised torchvision ResNet (never downloads anything)."""
     if cfg.backbone == "tiny":
@@ -31,7 +34,7 @@ def residual_blocks(backbone: ResNet) -> list[tuple[str, nn.Module]]:
     """The bottleneck blocks in forward order, with their names (``layer4.2``)."""
     return [
         (f"{stage}.{i}", block)
-        for stage in ("layer1", "layer2", "layer3", "layer4")
+        for stage in STAGES
         for i, block in enumerate(getattr(backbone, stage))
     ]
 
@@ -62,16 +65,27 @@ class VNet(nn.Module):
         self.c0 = nn.Parameter(nn.init.kaiming_normal_(torch.empty(1, hidden)))
         self.regressor = nn.Linear(hidden, 1)
 
-    def pooled_block_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """GAP of every residual block's output: a list of ``[B, C_i]`` tensors."""
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The ResNet stem (conv1, bn1, relu, maxpool)."""
         net = self.backbone
-        x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+        return net.maxpool(net.relu(net.bn1(net.conv1(x))))
+
+    def run_stages(self, x: torch.Tensor, first: int = 0, last: int = 4
+                   ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Run ResNet stages ``first``..``last - 1`` (0-based) on ``x``.
+
+        Returns the last block's output and the GAP of every block run (``[B, C_i]`` each).
+        """
         pooled = []
-        for stage in (net.layer1, net.layer2, net.layer3, net.layer4):
-            for block in stage:
+        for stage in STAGES[first:last]:
+            for block in getattr(self.backbone, stage):
                 x = block(x)
                 pooled.append(self.pool(x).flatten(1))
-        return pooled
+        return x, pooled
+
+    def pooled_block_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """GAP of every residual block's output: a list of ``[B, C_i]`` tensors."""
+        return self.run_stages(self.stem(x))[1]
 
     def head(self, pooled: list[torch.Tensor]) -> torch.Tensor:
         """Project each pooled block vector, run the LSTM over them, regress the score."""
@@ -93,7 +107,7 @@ class VNet(nn.Module):
 
     def stage_names(self) -> list[str]:
         """Backbone layers Grad-CAM can target: stages and their blocks."""
-        return [f"layer{i}" for i in range(1, 5)] + self.block_names
+        return list(STAGES) + self.block_names
 
     def load_backbone_state(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Load a torchvision-format ResNet state dict (its ``fc.*`` keys are ignored)."""

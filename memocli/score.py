@@ -28,17 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import memocli
-
 from .cache import Cache, ImageMeta
 from .errors import MemoError
+from .files import default_weights_path, hash_file
 from .scan import FoundFile, scan
 
 log = logging.getLogger(__name__)
 
 HASH_BATCH = 64  # files hashed (and committed) per transaction
 _IO_THREADS = 4  # hashing and header reading are I/O bound and release the GIL
-BUNDLED_WEIGHTS = Path(memocli.__file__).resolve().parent.parent / "weights" / "memo-vnet-r50.pt"
 
 Echo = Callable[[str], None]
 
@@ -46,33 +44,6 @@ Echo = Callable[[str], None]
 def display_score(raw: float) -> float:
     """The score users see: the raw model output clipped to LaMem's [0, 1] scale."""
     return min(1.0, max(0.0, raw))
-
-
-def default_weights() -> Path:
-    """``$MEMO_WEIGHTS``, else the bundled checkpoint: as ``checkpoint.default_weights_path``.
-
-    Kept torch-free (``memocli.checkpoint`` imports torch) so a cached re-scan never loads
-    torch; a test checks the two agree.
-    """
-    env = os.environ.get("MEMO_WEIGHTS")
-    path = Path(env) if env else BUNDLED_WEIGHTS
-    if not path.is_file():
-        raise MemoError(
-            f"no default weights at {path}; pass --weights CHECKPOINT "
-            "(train one with `memo train`)"
-        )
-    return path
-
-
-def hash_file(path: str | os.PathLike) -> str:
-    """SHA-256 hex digest of a file's content, streamed."""
-    with open(path, "rb") as f:
-        if hasattr(hashlib, "file_digest"):  # Python 3.11+
-            return hashlib.file_digest(f, "sha256").hexdigest()
-        h = hashlib.sha256()
-        while block := f.read(1 << 20):
-            h.update(block)
-        return h.hexdigest()
 
 
 @dataclass
@@ -294,7 +265,7 @@ def score_paths(
     Args:
         inputs: image files and folders (searched recursively).
         cache: the score cache (``Cache(None)`` for a throw-away one).
-        weights: memo checkpoint; default :func:`default_weights`.
+        weights: memo checkpoint; default :func:`memocli.files.default_weights_path`.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         batch_size: images per model batch (and per committed transaction).
         workers: image decoding processes (None: automatic).
@@ -318,7 +289,7 @@ def score_paths(
         where = ", ".join(os.fspath(p) for p in inputs)
         raise MemoError(f"no images found in {where}" + (
             "; " + "; ".join(f"{p}: {r}" for p, r in problems[:3]) if problems else ""))
-    source = ModelSource(weights or default_weights(), cache, device)
+    source = ModelSource(weights or default_weights_path(), cache, device)
     entries = [_Entry(f) for f in found.files]
     known = cache.lookup_paths([f.abspath for f in found.files], source.model_id)
     todo = []

@@ -38,7 +38,7 @@ from .data import (
 from .errors import MemoError
 from .inference import default_workers
 from .metrics import regression_metrics
-from .model import VNet
+from .model import STAGES, VNet
 from .schedule import one_cycle_factor, smooth, suggest_lr
 
 log = logging.getLogger(__name__)
@@ -94,27 +94,35 @@ def _progress(iterable, silent: bool, **kwargs):
 
 
 class FeatureBank:
-    """Pooled block activations of a frozen backbone, computed once per image.
+    """The frozen part of a V-Net, computed once per image and its mirror image.
 
-    Each entry holds two views, ``[2, D]`` (the image and its mirror), where D is the sum of
-    the block channel counts (15,104 for ResNet-50); stored as fp16 to halve memory.
+    With ``frozen_stages=4`` (a fully frozen backbone) an entry is the pooled output of every
+    block, ``[2, D]`` with D the sum of the block channel counts (15,104 for ResNet-50).
+    With fewer frozen stages it is also the activation where the trainable stages start,
+    ``[2, C, h, w]`` (1024x14x14 for ResNet-50 at 224 with one trainable stage), so that
+    fine-tuning the last stages costs only their own compute. Stored as fp16.
     """
 
     def __init__(self, model: VNet, device: torch.device, batch_size: int = 32,
-                 workers: int | None = None, silent: bool = False):
+                 workers: int | None = None, silent: bool = False, frozen_stages: int = 4):
         self.model = model
         self.device = device
         self.batch_size = batch_size
         self.workers = workers
         self.silent = silent
-        self._features: dict[Path, torch.Tensor] = {}
+        self.frozen_stages = frozen_stages
+        self._pooled: dict[Path, torch.Tensor] = {}
+        self._activations: dict[Path, torch.Tensor] = {}
 
-    def features(self, items: list[LabeledImage]) -> torch.Tensor:
-        """``[N, 2, D]`` features for ``items``, computing those not seen before."""
-        missing = list(dict.fromkeys(i.path for i in items if i.path not in self._features))
+    def features(self, items: list[LabeledImage]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``([N, 2, D_frozen], [N, 2, C, h, w] or None)`` for ``items``, computing new ones."""
+        missing = list(dict.fromkeys(i.path for i in items if i.path not in self._pooled))
         if missing:
             self._compute(missing)
-        return torch.stack([self._features[i.path] for i in items])
+        pooled = torch.stack([self._pooled[i.path] for i in items])
+        if self.frozen_stages == len(STAGES):
+            return pooled, None
+        return pooled, torch.stack([self._activations[i.path] for i in items])
 
     @torch.inference_mode()
     def _compute(self, paths: list[Path]) -> None:
@@ -129,14 +137,19 @@ class FeatureBank:
         done = 0
         bar = _progress(loader, self.silent, desc="backbone features", unit="batch")
         for images, _ in bar:
+            n = len(images)
             images = images.to(self.device, non_blocking=True)
             views = torch.cat([images, images.flip(3)])  # [2B, 3, H, W]
             with _autocast(self.device):
-                pooled = torch.cat(model.pooled_block_features(views), dim=1).float()
-            pooled = pooled.view(2, len(images), -1).transpose(0, 1).half().cpu()  # [B, 2, D]
-            for k, feats in enumerate(pooled):
-                self._features[paths[done + k]] = feats
-            done += len(images)
+                act, pooled = model.run_stages(model.stem(views), 0, self.frozen_stages)
+            pooled = torch.cat(pooled, dim=1).float().view(2, n, -1).transpose(0, 1)  # [B, 2, D]
+            pooled = pooled.half().cpu()
+            act = act.half().view(2, n, *act.shape[1:]).transpose(0, 1).cpu()  # [B, 2, C, h, w]
+            for k in range(n):
+                self._pooled[paths[done + k]] = pooled[k].clone()
+                if self.frozen_stages < len(STAGES):
+                    self._activations[paths[done + k]] = act[k].clone()
+            done += n
 
 
 def _autocast(device: torch.device):
@@ -145,33 +158,56 @@ def _autocast(device: torch.device):
                           enabled=device.type == "cuda")
 
 
-class HeadOnly:
-    """Frozen-backbone path: batches of precomputed features through the head."""
+def cached_activation_bytes(model: VNet, n_images: int, frozen_stages: int) -> int:
+    """Memory a :class:`FeatureBank` needs for ``n_images`` (two fp16 views each)."""
+    if frozen_stages == len(STAGES):
+        return n_images * 2 * 2 * sum(model.block_channels)
+    with torch.no_grad():
+        probe = torch.zeros(1, 3, model.cfg.input_size, model.cfg.input_size)
+        act, _ = model.run_stages(model.stem(probe), 0, frozen_stages)
+    return n_images * 2 * 2 * (act[0].numel() + sum(model.block_channels))
+
+
+class CachedPrefix:
+    """Train on :class:`FeatureBank` entries: trainable stages (if any), then the head."""
 
     def __init__(self, model: VNet, bank: FeatureBank, splits: Splits, batch_size: int):
         self.model = model
         self.batch_size = batch_size
-        self.train_x = bank.features(splits.train)
+        self.first_trainable = bank.frozen_stages
+        n_frozen_blocks = sum(len(getattr(model.backbone, s)) for s in STAGES[:bank.frozen_stages])
+        self.frozen_channels = model.block_channels[:n_frozen_blocks]
+        self.train_pooled, self.train_act = bank.features(splits.train)
         self.train_y = torch.tensor([i.score for i in splits.train])
         self._bank = bank
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.model.regressor.weight.device).float()
-        return self.model.head(list(torch.split(x, self.model.block_channels, dim=1)))
+    def predict(self, x: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
+        pooled_frozen, act = x
+        device = self.model.regressor.weight.device
+        pooled = list(torch.split(pooled_frozen.to(device).float(), self.frozen_channels, dim=1))
+        if act is not None:
+            _, rest = self.model.run_stages(act.to(device).float(), self.first_trainable)
+            pooled += rest
+        return self.model.head(pooled)
 
-    def train_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _select(self, pooled, act, idx, views):
+        return pooled[idx, views], None if act is None else act[idx, views]
+
+    def train_batches(self):
         n = len(self.train_y)
         order = torch.randperm(n)
         views = torch.randint(0, 2, (n,))
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
-            yield self.train_x[idx, views[idx]], self.train_y[idx]
+            yield self._select(self.train_pooled, self.train_act, idx, views[idx]), self.train_y[idx]
 
-    def eval_batches(self, items: list[LabeledImage]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        x = self._bank.features(items)[:, 0]
+    def eval_batches(self, items: list[LabeledImage]):
+        pooled, act = self._bank.features(items)
         y = torch.tensor([i.score for i in items])
-        for start in range(0, len(y), self.batch_size * 4):
-            yield x[start:start + self.batch_size * 4], y[start:start + self.batch_size * 4]
+        step = self.batch_size * 4
+        for start in range(0, len(y), step):
+            idx = torch.arange(start, min(start + step, len(y)))
+            yield self._select(pooled, act, idx, torch.zeros_like(idx)), y[idx]
 
 
 class FullImages:
@@ -222,7 +258,7 @@ def _trainable(model: VNet) -> list[nn.Parameter]:
 
 
 def _steps_per_epoch(path_impl) -> int:
-    if isinstance(path_impl, HeadOnly):
+    if isinstance(path_impl, CachedPrefix):
         return math.ceil(len(path_impl.train_y) / path_impl.batch_size)
     return len(path_impl.train_batches())
 
@@ -247,6 +283,24 @@ class RunLog:
             csv.writer(f).writerow([row[k] for k in self.FIELDS])
 
 
+CACHE_BUDGET_BYTES = 8 << 30
+
+
+def use_cached_activations(model: VNet, splits: Splits, train_stages: int,
+                           device: torch.device) -> bool:
+    """Whether to train on cached frozen activations instead of augmented images.
+
+    Always with a frozen backbone. When stages train too, only on a CPU (where recomputing
+    the frozen stages every epoch is what makes fine-tuning slow) and when the cache fits in
+    ``CACHE_BUDGET_BYTES``; a GPU gets the random-crop augmentation of the full path.
+    """
+    if train_stages == 0:
+        return True
+    n = len(splits.train) + len(splits.val) + len(splits.test or [])
+    frozen = len(STAGES) - train_stages
+    return device.type == "cpu" and cached_activation_bytes(model, n, frozen) <= CACHE_BUDGET_BYTES
+
+
 def fit(
     model: VNet,
     splits: Splits,
@@ -261,6 +315,9 @@ def fit(
 ) -> dict:
     """Train one fold, keeping ``best.pt`` (by validation rho) and ``last.pt`` in ``out``.
 
+    ``bank`` (shared across folds of one run) is used when its frozen stages match; the
+    backbone's frozen part must be the same as ``model``'s.
+
     Returns the best epoch's validation metrics and, when the fold has a test split, the
     best model's test metrics.
     """
@@ -268,9 +325,12 @@ def fit(
     seed_everything(tcfg.seed)
     model.to(device)
     model.freeze_backbone(tcfg.train_stages)
-    if tcfg.train_stages == 0:
-        bank = bank or FeatureBank(model, device, tcfg.batch_size, tcfg.workers, silent)
-        impl = HeadOnly(model, bank, splits, tcfg.batch_size)
+    frozen = len(STAGES) - tcfg.train_stages
+    if bank is None or bank.frozen_stages != frozen:
+        bank = (FeatureBank(model, device, tcfg.batch_size, tcfg.workers, silent, frozen)
+                if use_cached_activations(model, splits, tcfg.train_stages, device) else None)
+    if bank is not None:
+        impl = CachedPrefix(model, bank, splits, tcfg.batch_size)
     else:
         impl = FullImages(model, splits, tcfg.batch_size, tcfg.workers, device)
 
@@ -365,8 +425,9 @@ def lr_range_test(
     """
     model.to(device)
     model.freeze_backbone(0)
-    bank = bank or FeatureBank(model, device, batch_size, None, silent)
-    impl = HeadOnly(model, bank, splits, batch_size)
+    if bank is None or bank.frozen_stages != len(STAGES):
+        bank = FeatureBank(model, device, batch_size, None, silent)
+    impl = CachedPrefix(model, bank, splits, batch_size)
     with torch.no_grad():
         model.regressor.bias.fill_(float(impl.train_y.mean()))
     optimizer = torch.optim.Adam(_trainable(model), lr=start_lr, weight_decay=weight_decay)

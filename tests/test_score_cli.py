@@ -275,13 +275,6 @@ def test_missing_default_weights_is_a_one_line_error(tmp_path, make_photos):
     assert result.stderr.startswith("Error: ") and "Traceback" not in result.output
 
 
-def test_default_weights_match_the_checkpoint_module(monkeypatch, tmp_path):
-    assert score.BUNDLED_WEIGHTS == checkpoint.BUNDLED_WEIGHTS
-    ckpt = tiny_checkpoint_at(tmp_path / "env.pt")
-    monkeypatch.setenv("MEMO_WEIGHTS", str(ckpt))
-    assert score.default_weights() == checkpoint.default_weights_path() == ckpt
-
-
 def test_empty_folder_is_an_error(tmp_path, tiny_checkpoint):
     (tmp_path / "empty").mkdir()
     result = invoke(["score", str(tmp_path / "empty"), "-w", str(tiny_checkpoint)], code=1)

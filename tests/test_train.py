@@ -145,3 +145,39 @@ def test_bad_dataset_stops_before_training(tmp_path):
     assert result.exit_code == 1
     assert "splits/train_1.txt:5:" in result.output and "splits/train_1.txt:6:" in result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("budget", [8 << 30, 0], ids=["cached-activations", "full-images"])
+def test_fine_tuning_the_last_stage_learns_and_leaves_frozen_stages_alone(
+        dataset, tmp_path, monkeypatch, budget):
+    import memocli.train as train_module
+
+    monkeypatch.setattr(train_module, "CACHE_BUDGET_BYTES", budget)
+    torch.manual_seed(0)
+    model = VNet(get_config("vnet_tiny"))
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    splits = Splits(str(dataset), load_split(dataset, "train_1"), load_split(dataset, "val_1"))
+    result = fit(model, splits, tmp_path / "run", TrainConfig(epochs=8, batch_size=16,
+                 lr_max=2e-3, train_stages=1), pick_device("cpu"), {"init": None},
+                 silent=True, echo=lambda _: None)
+    assert result["val_rho"] > 0.8
+    after = model.backbone.state_dict()
+    assert torch.equal(after["layer3.0.conv1.weight"], before["layer3.0.conv1.weight"])
+    assert torch.equal(after["layer3.0.bn1.running_mean"], before["layer3.0.bn1.running_mean"])
+    assert not torch.equal(after["layer4.0.conv1.weight"], before["layer4.0.conv1.weight"])
+
+
+def test_cached_activations_give_the_same_prediction_as_the_whole_network(dataset):
+    from memocli.data import eval_transform, load_image
+    from memocli.train import CachedPrefix, FeatureBank
+
+    model = VNet(get_config("vnet_tiny")).eval()
+    items = load_split(dataset, "val_1")[:4]
+    splits = Splits(str(dataset), items, items)
+    for frozen in (4, 3, 1):
+        bank = FeatureBank(model, pick_device("cpu"), silent=True, frozen_stages=frozen)
+        impl = CachedPrefix(model, bank, splits, batch_size=4)
+        (x, _), = impl.eval_batches(items)
+        images = torch.stack([eval_transform(model.cfg)(load_image(i.path)) for i in items])
+        with torch.no_grad():
+            assert torch.allclose(impl.predict(x), model(images), atol=2e-3), frozen

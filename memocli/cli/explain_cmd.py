@@ -52,7 +52,8 @@ def explain(images, out, layer, alpha, side_by_side, heatmap_only, weights, batc
       memo explain *.jpg --out heatmaps/ --layer layer4 --alpha 0.5 --side-by-side
       memo explain img.jpg --heatmap-only --layer layer3 --out maps/
     """
-    from ..checkpoint import default_weights_path, load_checkpoint
+    from ..checkpoint import load_checkpoint
+    from ..files import default_weights_path
     from ..device import pick_device
     from ..errors import MemoError
     from ..explain import explain_images, resolve_layer

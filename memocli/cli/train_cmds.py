@@ -95,7 +95,7 @@ def train(data, fold, folds_text, out, epochs, lr_max, weight_decay, train_stage
     """
     from ..backbones import initial_model
     from ..device import pick_device
-    from ..train import FeatureBank, TrainConfig, fit, lr_range_test
+    from ..train import FeatureBank, TrainConfig, fit, lr_range_test, use_cached_activations
 
     if fold is not None and folds_text:
         raise click.UsageError("use --fold or --folds, not both")
@@ -105,11 +105,13 @@ def train(data, fold, folds_text, out, epochs, lr_max, weight_decay, train_stage
     splits_by_fold = {k: _load_fold(data, k) for k in folds}  # validate everything first
     results = {}
     bank = None
+    frozen_stages = 4 - train_stages
     for k in folds:
         model, meta = initial_model(model_name, backbone_weights, init,
                                     warn=echo_err if k == folds[0] else lambda _: None)
-        if train_stages == 0 and bank is None:
-            bank = FeatureBank(model, dev, batch_size, workers, silent)
+        model.freeze_backbone(train_stages)
+        if bank is None and use_cached_activations(model, splits_by_fold[k], train_stages, dev):
+            bank = FeatureBank(model, dev, batch_size, workers, silent, frozen_stages)
         peak = lr_max
         if peak is None:
             found = lr_range_test(model, splits_by_fold[k], dev, batch_size, bank=bank,
@@ -170,7 +172,8 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
     Example:
       memo evaluate lamem/ --split test_1 --weights runs/f1/best.pt --csv preds.csv
     """
-    from ..checkpoint import default_weights_path, load_checkpoint
+    from ..checkpoint import load_checkpoint
+    from ..files import default_weights_path
     from ..data import load_split
     from ..device import pick_device
     from ..inference import iter_predictions
