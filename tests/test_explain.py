@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -332,3 +335,21 @@ def test_gradcam_on_cuda_matches_cpu():
         gpu = gcam(x)
     torch.testing.assert_close(gpu.scores, cpu.scores, atol=1e-3, rtol=0)
     torch.testing.assert_close(gpu.cams, cpu.cams, atol=2e-2, rtol=0)
+
+
+def test_score_explain_writes_heatmaps_of_the_listed_photos(tmp_path, make_photos, tiny_checkpoint):
+    from click.testing import CliRunner
+
+    from memocli.cli import cli
+
+    photos = make_photos(5)
+    out = tmp_path / "heatmaps"
+    result = CliRunner().invoke(cli, ["score", str(photos[0].parent), "--top", "2", "--json",
+                                      "-w", str(tiny_checkpoint), "--explain", str(out), "-s"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    top = [row["path"] for row in json.loads(result.stdout)]
+    assert len(top) == 2
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted(Path(p).stem + ".memo.jpg" for p in top)
+    assert "->" in result.stderr

@@ -52,33 +52,44 @@ def explain(images, out, layer, alpha, side_by_side, heatmap_only, weights, batc
       memo explain *.jpg --out heatmaps/ --layer layer4 --alpha 0.5 --side-by-side
       memo explain img.jpg --heatmap-only --layer layer3 --out maps/
     """
+    if side_by_side and heatmap_only:
+        raise click.UsageError("--side-by-side and --heatmap-only exclude each other")
+    failed = write_explanations(images, out, weights, device, layer=layer, alpha=alpha,
+                                side_by_side=side_by_side, heatmap_only=heatmap_only,
+                                batch_size=batch_size)
+    if failed:
+        raise click.ClickException(f"{failed} of {len(images)} image(s) failed")
+
+
+def write_explanations(images, out: Path | None, weights: str | None, device: str,
+                       **options) -> int:
+    """Explain ``images`` into ``out`` (or beside them), one line per file; returns failures.
+
+    ``options`` are :func:`memocli.explain.explain_images`'s keyword options.
+    """
     from ..checkpoint import load_checkpoint
-    from ..files import default_weights_path
     from ..device import pick_device
     from ..errors import MemoError
     from ..explain import explain_images, resolve_layer
+    from ..files import default_weights_path
 
-    if side_by_side and heatmap_only:
-        raise click.UsageError("--side-by-side and --heatmap-only exclude each other")
     if out is not None and out.exists() and not out.is_dir():
         raise click.BadParameter(f"{out} exists and is not a folder", param_hint="--out")
     dev = pick_device(device)
     loaded = load_checkpoint(weights or default_weights_path(), device=dev)
     try:
-        layer = resolve_layer(loaded.model, layer)
+        options["layer"] = layer = resolve_layer(loaded.model, options.get("layer"))
     except MemoError as e:
         raise click.BadParameter(str(e), param_hint="--layer") from None
 
     sources, seen = [], set()
-    for path in images:  # the same file twice is explained once
+    for path in map(Path, images):  # the same file twice is explained once
         key = path.resolve()
         if key not in seen:
             seen.add(key)
             sources.append(path)
     failed = 0
-    for result in explain_images(loaded, sources, out, layer=layer, alpha=alpha,
-                                 side_by_side=side_by_side, heatmap_only=heatmap_only,
-                                 batch_size=batch_size):
+    for result in explain_images(loaded, sources, out, **options):
         if result.ok:
             click.echo(f"{result.source} -> {result.output}  (score {result.score:.2f})")
             if result.flat:
@@ -86,8 +97,7 @@ def explain(images, out, layer, alpha, side_by_side, heatmap_only, weights, batc
         else:
             failed += 1
             echo_err(f"{result.source}: {result.error}")
-    if failed:
-        raise click.ClickException(f"{failed} of {len(sources)} image(s) failed")
+    return failed
 
 
 COMMANDS = [explain]

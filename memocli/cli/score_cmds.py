@@ -6,6 +6,7 @@ Click only: parse, call :mod:`memocli.score` / :mod:`memocli.cache`, print. Heav
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -74,11 +75,16 @@ def _run_scoring(inputs, weights, cache_path, no_cache, hidden, batch_size, work
     return report
 
 
-def _finish(report) -> None:
+def _finish(report, failed_heatmaps: int = 0) -> None:
     """Exit 1 (after the data is out) when any file had to be skipped."""
+    messages = []
     if report.problems:
-        raise click.ClickException(
-            f"{len(report.problems)} file(s) skipped (reasons above); the others were scored")
+        messages.append(f"{len(report.problems)} file(s) skipped (reasons above); "
+                        "the others were scored")
+    if failed_heatmaps:
+        messages.append(f"{failed_heatmaps} heatmap(s) failed")
+    if messages:
+        raise click.ClickException("; ".join(messages))
 
 
 @click.command()
@@ -92,9 +98,12 @@ def _finish(report) -> None:
               help="Print a table (the default).")
 @click.option("--json", "fmt", flag_value="json", help="Print JSON rows instead.")
 @click.option("--csv", "fmt", flag_value="csv", help="Print CSV rows instead.")
+@click.option("--explain", "explain_dir", type=click.Path(file_okay=False, path_type=Path),
+              metavar="DIR", help="Also write Grad-CAM heatmaps of the listed photos into DIR "
+                                  "(see memo explain).")
 @_scoring_options
-def score(inputs, top, bottom, fmt, weights, cache_path, no_cache, hidden, batch_size,
-          workers, device, silent):
+def score(inputs, top, bottom, fmt, explain_dir, weights, cache_path, no_cache, hidden,
+          batch_size, workers, device, silent):
     """Rank photos by predicted memorability.
 
     PATH... are image files and folders; folders are searched recursively for
@@ -110,6 +119,7 @@ def score(inputs, top, bottom, fmt, weights, cache_path, no_cache, hidden, batch
       memo score a.jpg b.png dir/ --bottom 20 --json
       memo score ~/Photos --csv --no-cache > ranks.csv
       memo score ~/Photos --weights runs/f1/best.pt --device cuda
+      memo score ~/Photos --top 20 --explain heatmaps/
     """
     from ..output import print_table, to_row, write_csv
     from ..score import rank, select
@@ -125,7 +135,15 @@ def score(inputs, top, bottom, fmt, weights, cache_path, no_cache, hidden, batch
         write_csv(shown, report.model_id, out)
     elif report.files:
         print_table(shown, report.model_id, len(report.files), out)
-    _finish(report)
+    failed_heatmaps = 0
+    if explain_dir is not None and shown:
+        from .explain_cmd import write_explanations
+
+        # heatmap lines go to stderr: stdout stays the ranked data
+        with contextlib.redirect_stdout(sys.stderr):
+            failed_heatmaps = write_explanations([r.item.path for r in shown], explain_dir,
+                                                 weights, device, batch_size=min(batch_size, 16))
+    _finish(report, failed_heatmaps)
 
 
 @click.command()
