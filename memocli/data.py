@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -216,8 +217,6 @@ def load_split(data: str | os.PathLike, split: str | None) -> list[LabeledImage]
 
 def dataset_fingerprint(items: list[LabeledImage]) -> str:
     """A short digest of a split's file names and scores, for checkpoint metadata."""
-    import hashlib
-
     h = hashlib.sha256()
     for item in items:
         h.update(f"{item.path.name}\t{item.score:.6f}\n".encode())

@@ -12,9 +12,11 @@ Two paths share one loop:
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -101,10 +103,15 @@ class FeatureBank:
     With fewer frozen stages it is also the activation where the trainable stages start,
     ``[2, C, h, w]`` (1024x14x14 for ResNet-50 at 224 with one trainable stage), so that
     fine-tuning the last stages costs only their own compute. Stored as fp16.
+
+    With ``store`` (a folder), entries persist across runs in a file named after a digest of
+    the frozen weights, the preprocessing and ``frozen_stages``; an entry is reused only
+    while its image's size and modification time are unchanged.
     """
 
     def __init__(self, model: VNet, device: torch.device, batch_size: int = 32,
-                 workers: int | None = None, silent: bool = False, frozen_stages: int = 4):
+                 workers: int | None = None, silent: bool = False, frozen_stages: int = 4,
+                 store: Path | None = None):
         self.model = model
         self.device = device
         self.batch_size = batch_size
@@ -113,6 +120,51 @@ class FeatureBank:
         self.frozen_stages = frozen_stages
         self._pooled: dict[Path, torch.Tensor] = {}
         self._activations: dict[Path, torch.Tensor] = {}
+        self._file = Path(store) / f"features-{self._digest()}.pt" if store else None
+        if self._file is not None and self._file.is_file():
+            self._load()
+
+    def _digest(self) -> str:
+        """What the entries depend on: preprocessing, frozen stages and their weights."""
+        h = hashlib.sha256(json.dumps(
+            {"cfg": self.model.cfg.to_dict(), "frozen_stages": self.frozen_stages}
+        ).encode())
+        frozen = ("conv1.", "bn1.", *(f"{s}." for s in STAGES[:self.frozen_stages]))
+        for name, tensor in self.model.backbone.state_dict().items():
+            if name.startswith(frozen):
+                h.update(name.encode())
+                h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    @staticmethod
+    def _stat(path: Path) -> list[int]:
+        st = path.stat()
+        return [st.st_size, st.st_mtime_ns]
+
+    def _load(self) -> None:
+        saved = torch.load(self._file, map_location="cpu", weights_only=True)
+        for key, entry in saved.items():
+            path = Path(key)
+            try:
+                fresh = self._stat(path) == entry["stat"].tolist()
+            except OSError:
+                fresh = False
+            if fresh:
+                self._pooled[path] = entry["pooled"]
+                if "act" in entry:
+                    self._activations[path] = entry["act"]
+
+    def _save(self) -> None:
+        entries = {}
+        for path, pooled in self._pooled.items():
+            entry = {"stat": torch.tensor(self._stat(path)), "pooled": pooled}
+            if path in self._activations:
+                entry["act"] = self._activations[path]
+            entries[str(path)] = entry
+        self._file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._file.with_suffix(".tmp")
+        torch.save(entries, tmp)
+        os.replace(tmp, self._file)
 
     def features(self, items: list[LabeledImage]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``([N, 2, D_frozen], [N, 2, C, h, w] or None)`` for ``items``, computing new ones."""
@@ -150,6 +202,8 @@ class FeatureBank:
                 if self.frozen_stages < len(STAGES):
                     self._activations[paths[done + k]] = act[k].clone()
             done += n
+        if self._file is not None:
+            self._save()
 
 
 def _autocast(device: torch.device):
@@ -312,6 +366,7 @@ def fit(
     resume: bool = False,
     silent: bool = False,
     echo: Callable[[str], None] = print,
+    feature_store: Path | None = None,
 ) -> dict:
     """Train one fold, keeping ``best.pt`` (by validation rho) and ``last.pt`` in ``out``.
 
@@ -327,7 +382,8 @@ def fit(
     model.freeze_backbone(tcfg.train_stages)
     frozen = len(STAGES) - tcfg.train_stages
     if bank is None or bank.frozen_stages != frozen:
-        bank = (FeatureBank(model, device, tcfg.batch_size, tcfg.workers, silent, frozen)
+        bank = (FeatureBank(model, device, tcfg.batch_size, tcfg.workers, silent, frozen,
+                            feature_store)
                 if use_cached_activations(model, splits, tcfg.train_stages, device) else None)
     if bank is not None:
         impl = CachedPrefix(model, bank, splits, tcfg.batch_size)

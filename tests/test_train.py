@@ -181,3 +181,32 @@ def test_cached_activations_give_the_same_prediction_as_the_whole_network(datase
         images = torch.stack([eval_transform(model.cfg)(load_image(i.path)) for i in items])
         with torch.no_grad():
             assert torch.allclose(impl.predict(x), model(images), atol=2e-3), frozen
+
+
+def test_feature_cache_is_reused_and_follows_image_changes(dataset, tmp_path, monkeypatch):
+    import os
+
+    from memocli.train import FeatureBank
+
+    store = tmp_path / "features"
+    items = load_split(dataset, "val_1")[:6]
+    torch.manual_seed(0)
+    model = VNet(get_config("vnet_tiny")).eval()
+    first, _ = FeatureBank(model, pick_device("cpu"), silent=True, store=store).features(items)
+    assert len(list(store.iterdir())) == 1
+
+    computed = []
+    real_compute = FeatureBank._compute
+    monkeypatch.setattr(FeatureBank, "_compute",
+                        lambda self, paths: (computed.extend(paths), real_compute(self, paths)))
+    again, _ = FeatureBank(model, pick_device("cpu"), silent=True, store=store).features(items)
+    assert computed == [] and torch.equal(again, first)
+
+    st = items[0].path.stat()
+    os.utime(items[0].path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    FeatureBank(model, pick_device("cpu"), silent=True, store=store).features(items)
+    assert computed == [items[0].path]
+
+    other = VNet(get_config("vnet_tiny")).eval()  # other random backbone: its own file
+    FeatureBank(other, pick_device("cpu"), silent=True, store=store).features(items[:1])
+    assert len(list(store.glob("features-*.pt"))) == 2

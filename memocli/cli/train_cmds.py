@@ -31,6 +31,10 @@ def parse_folds(text: str) -> list[int]:
 
 
 def _init_options(f):
+    f = click.option(
+        "--feature-cache", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+        help="Keep the frozen backbone's activations in DIR and reuse them in later runs "
+             "with the same backbone (repeat experiments in seconds).")(f)
     f = click.option("--init", type=click.Path(dir_okay=False),
                      help="Fine-tune from this memo checkpoint.")(f)
     return click.option(
@@ -80,7 +84,8 @@ def _load_fold(data: str, fold: int, need_test: bool = False):
 @device_option
 @silent_option
 def train(data, fold, folds_text, out, epochs, lr_max, weight_decay, train_stages, seed,
-          resume, model_name, backbone_weights, init, batch_size, workers, device, silent):
+          resume, model_name, backbone_weights, init, feature_cache, batch_size, workers, device,
+          silent):
     """Train V-Net on a LaMem-layout folder or a CSV manifest.
 
     DATA is a folder with images/ and splits/{train,val,test}_K.txt (lines "name score"),
@@ -111,7 +116,8 @@ def train(data, fold, folds_text, out, epochs, lr_max, weight_decay, train_stage
                                     warn=echo_err if k == folds[0] else lambda _: None)
         model.freeze_backbone(train_stages)
         if bank is None and use_cached_activations(model, splits_by_fold[k], train_stages, dev):
-            bank = FeatureBank(model, dev, batch_size, workers, silent, frozen_stages)
+            bank = FeatureBank(model, dev, batch_size, workers, silent, frozen_stages,
+                               feature_cache)
         peak = lr_max
         if peak is None:
             found = lr_range_test(model, splits_by_fold[k], dev, batch_size, bank=bank,
@@ -217,7 +223,7 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
 @device_option
 @silent_option
 def lr_find(data, fold, plot_path, steps, start_lr, end_lr, model_name, backbone_weights,
-            init, batch_size, workers, device, silent):
+            init, feature_cache, batch_size, workers, device, silent):
     """LR range test: suggest the one-cycle policy's maximum learning rate.
 
     Raises the learning rate exponentially over a few hundred mini-batches of the training
@@ -238,7 +244,7 @@ def lr_find(data, fold, plot_path, steps, start_lr, end_lr, model_name, backbone
     splits = _load_fold(data, fold)
     dev = pick_device(device)
     model, _ = initial_model(model_name, backbone_weights, init, warn=echo_err)
-    bank = FeatureBank(model, dev, batch_size, workers, silent)
+    bank = FeatureBank(model, dev, batch_size, workers, silent, store=feature_cache)
     found = lr_range_test(model, splits, dev, batch_size, start_lr, end_lr, steps, bank=bank,
                           silent=silent)
     plot_log_x(plot_path, found["lrs"], found["losses"], "LR range test", "learning rate",
