@@ -29,7 +29,7 @@ def one_cycle_factor(
     return low + (1.0 / final_div - low) * done
 
 
-def smooth(values: Sequence[float], beta: float = 0.9) -> list[float]:
+def smooth(values: Sequence[float], beta: float = 0.98) -> list[float]:
     """Bias-corrected exponential moving average (as used for LR range tests)."""
     out, avg = [], 0.0
     for i, v in enumerate(values, 1):
@@ -44,18 +44,21 @@ def suggest_lr(lrs: Sequence[float], losses: Sequence[float]) -> dict[str, float
     Returns ``min_loss_lr`` (where the loss bottoms out), ``steepest_lr`` (fastest fall of
     loss per decade of LR, before the minimum) and ``suggested``: one tenth of
     ``min_loss_lr`` (the common rule: the largest LR still safely on the falling slope).
+    The first tenth of the points, where the moving average has seen little, is not
+    eligible for either.
     """
     if len(lrs) != len(losses) or len(lrs) < 3:
         raise ValueError("need at least 3 (lr, loss) points of equal count")
-    finite = [i for i, loss in enumerate(losses) if math.isfinite(loss)]
+    skip = len(lrs) // 10
+    finite = [i for i, loss in enumerate(losses) if math.isfinite(loss) and i >= skip]
     i_min = min(finite, key=lambda i: losses[i])
     logs = [math.log10(lr) for lr in lrs]
     slopes = [
-        (losses[i + 1] - losses[i]) / (logs[i + 1] - logs[i])
-        for i in range(max(1, i_min))
+        ((losses[i + 1] - losses[i]) / (logs[i + 1] - logs[i]), i)
+        for i in range(skip, max(skip + 1, i_min))
         if i + 1 < len(lrs) and math.isfinite(losses[i + 1]) and logs[i + 1] > logs[i]
     ]
-    i_steep = min(range(len(slopes)), key=lambda i: slopes[i]) if slopes else i_min
+    i_steep = min(slopes)[1] if slopes else i_min
     return {
         "suggested": lrs[i_min] / 10,
         "min_loss_lr": lrs[i_min],

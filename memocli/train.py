@@ -168,13 +168,14 @@ class FeatureBank:
 
     def features(self, items: list[LabeledImage]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``([N, 2, D_frozen], [N, 2, C, h, w] or None)`` for ``items``, computing new ones."""
-        missing = list(dict.fromkeys(i.path for i in items if i.path not in self._pooled))
+        keys = [i.path.resolve() for i in items]  # one entry per file, however it is named
+        missing = list(dict.fromkeys(k for k in keys if k not in self._pooled))
         if missing:
             self._compute(missing)
-        pooled = torch.stack([self._pooled[i.path] for i in items])
+        pooled = torch.stack([self._pooled[k] for k in keys])
         if self.frozen_stages == len(STAGES):
             return pooled, None
-        return pooled, torch.stack([self._activations[i.path] for i in items])
+        return pooled, torch.stack([self._activations[k] for k in keys])
 
     @torch.inference_mode()
     def _compute(self, paths: list[Path]) -> None:
@@ -469,7 +470,7 @@ def lr_range_test(
     batch_size: int = 32,
     start_lr: float = 1e-6,
     end_lr: float = 1.0,
-    steps: int = 100,
+    steps: int = 300,
     weight_decay: float = 1e-4,
     bank: FeatureBank | None = None,
     silent: bool = False,

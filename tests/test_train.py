@@ -205,7 +205,7 @@ def test_feature_cache_is_reused_and_follows_image_changes(dataset, tmp_path, mo
     st = items[0].path.stat()
     os.utime(items[0].path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     FeatureBank(model, pick_device("cpu"), silent=True, store=store).features(items)
-    assert computed == [items[0].path]
+    assert computed == [items[0].path.resolve()]
 
     other = VNet(get_config("vnet_tiny")).eval()  # other random backbone: its own file
     FeatureBank(other, pick_device("cpu"), silent=True, store=store).features(items[:1])

@@ -214,7 +214,7 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
 @click.option("--fold", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default="lr-find.png",
               show_default=True, help="PNG of smoothed loss against learning rate.")
-@click.option("--steps", type=click.IntRange(min=10), default=100, show_default=True)
+@click.option("--steps", type=click.IntRange(min=10), default=300, show_default=True)
 @click.option("--start-lr", type=float, default=1e-6, show_default=True)
 @click.option("--end-lr", type=float, default=1.0, show_default=True)
 @model_option
