@@ -262,7 +262,10 @@ def test_default_cache_lives_under_memo_home(make_photos, tiny_checkpoint, isola
     assert (isolated_memo_home / "memo.db").is_file()
 
 
-def test_missing_default_weights_is_a_one_line_error(tmp_path, make_photos):
+def test_missing_default_weights_is_a_one_line_error(tmp_path, make_photos, monkeypatch):
+    from memocli import files
+
+    monkeypatch.setattr(files, "BUNDLED_WEIGHTS", tmp_path / "absent.pt")
     photos = make_photos(1)
     result = invoke(["score", str(photos[0])], code=1)
     assert result.stderr.startswith("Error: no default weights at ")

@@ -1,0 +1,26 @@
+"""The checkpoints shipped in weights/ are complete memo checkpoints that say what they are."""
+
+import pytest
+import torch
+
+from memocli.checkpoint import load_checkpoint
+from memocli.files import BUNDLED_WEIGHTS, default_weights_path
+
+R152 = BUNDLED_WEIGHTS.with_name("memo-vnet-r152.pt")
+
+
+def test_default_weights_are_the_bundled_resnet50():
+    assert default_weights_path() == BUNDLED_WEIGHTS
+    loaded = load_checkpoint(BUNDLED_WEIGHTS)
+    assert loaded.cfg.name == "vnet_r50"
+    assert BUNDLED_WEIGHTS.stat().st_size < 100e6
+
+
+@pytest.mark.parametrize("path", [BUNDLED_WEIGHTS, R152], ids=["r50", "r152"])
+def test_bundled_checkpoints_carry_their_provenance(path):
+    meta = torch.load(path, map_location="cpu", weights_only=True)
+    assert meta["cfg"]["mean"] == [0.0, 0.0, 0.0] and meta["cfg"]["std"] == [1.0, 1.0, 1.0]
+    assert "package" in meta["backbone_init"]
+    assert meta["train_data"]["sizes"] == {"train": 1500, "val": 200, "test": 300}
+    assert {"val_rho", "val_mse", "test_rho", "test_mse", "epoch"} <= set(meta["metrics"])
+    assert meta["training"]["lr_max"] > 0
