@@ -20,9 +20,9 @@ import torch
 from PIL import Image
 
 from memocli.checkpoint import load_checkpoint
-from memocli.files import default_weights_path
 from memocli.data import load_split
 from memocli.device import pick_device
+from memocli.files import default_weights_path
 from memocli.inference import iter_predictions
 from memocli.metrics import regression_metrics
 

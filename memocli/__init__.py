@@ -5,7 +5,7 @@ Heavy modules (torch) load lazily so that ``memo --help`` stays instant;
 """
 
 __version__ = "0.1.0"
-__all__ = ["VNet", "MemoError", "__version__"]
+__all__ = ["MemoError", "VNet", "__version__"]
 
 from .errors import MemoError
 

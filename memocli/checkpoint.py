@@ -47,8 +47,7 @@ def _clean_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Te
     cleaned = {}
     for key, value in state_dict.items():
         for prefix in _WRAPPER_PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
+            key = key.removeprefix(prefix)
         cleaned[key] = value
     return cleaned
 

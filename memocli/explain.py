@@ -126,7 +126,7 @@ class GradCAM:
         self._handle = None
         self._activation: torch.Tensor | None = None
 
-    def __enter__(self) -> "GradCAM":
+    def __enter__(self) -> GradCAM:
         self._handle = self.module.register_forward_hook(self._keep_activation)
         return self
 

@@ -15,7 +15,6 @@ from torchvision.models.resnet import Bottleneck, ResNet
 from .errors import MemoError
 from .registry import DEFAULT_MODEL, ModelConfig, get_config
 
-
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
@@ -131,7 +130,7 @@ class VNet(nn.Module):
             for p in child.parameters():
                 p.requires_grad = name in trainable
 
-    def train(self, mode: bool = True) -> "VNet":
+    def train(self, mode: bool = True) -> VNet:
         """Like ``nn.Module.train``, but frozen backbone parts keep eval-mode batch norm."""
         super().train(mode)
         if mode:

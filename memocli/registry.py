@@ -44,7 +44,7 @@ class ModelConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
@@ -53,7 +53,7 @@ class ModelConfig:
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**values)
 
-    def with_normalisation(self, mean, std) -> "ModelConfig":
+    def with_normalisation(self, mean, std) -> ModelConfig:
         """The same architecture fed with another input normalisation."""
         return replace(self, mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std))
 

@@ -18,7 +18,6 @@ This module imports torch only when step 4 has something to do.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence

@@ -19,7 +19,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,7 +28,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import __version__
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import (
     ImageScoreDataset,
@@ -44,8 +43,6 @@ from .model import STAGES, VNet
 from .schedule import one_cycle_factor, smooth, suggest_lr
 
 log = logging.getLogger(__name__)
-
-Batches = Callable[[], Iterable[tuple[object, torch.Tensor]]]
 
 
 @dataclass
@@ -513,7 +510,3 @@ def lr_range_test(
     losses = smooth(raw)
     return {"lrs": lrs, "losses": losses, **suggest_lr(lrs, losses)}
 
-
-def checkpoint_meta(backbone_init: str, init: str | None) -> dict:
-    """Metadata that says where a run's weights started from."""
-    return {"backbone_init": backbone_init, "init": init, "memo_version": __version__}

@@ -2,13 +2,12 @@ import pickle
 
 import pytest
 import torch
+from conftest import tiny_checkpoint_at
 
 from memocli.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from memocli.errors import MemoError
 from memocli.model import VNet
 from memocli.registry import get_config
-
-from conftest import tiny_checkpoint_at
 
 
 def test_round_trip_gives_identical_scores_and_metadata(tmp_path):

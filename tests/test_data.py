@@ -1,11 +1,10 @@
 from pathlib import Path
 
 import pytest
+from conftest import write_photo
 
 from memocli.data import DatasetError, load_image, load_split
 from memocli.errors import MemoError
-
-from conftest import write_photo
 
 
 def lamem(tmp_path: Path, lines: list[str], split="train_1", images=("a.jpg", "b.jpg")) -> Path:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import TEST_DEVICE, tiny_checkpoint_at, write_photo
 from PIL import Image
 
-from conftest import TEST_DEVICE, tiny_checkpoint_at, write_photo
 from memocli.checkpoint import load_checkpoint, save_checkpoint
 from memocli.cli import cli
 from memocli.errors import MemoError

@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
+from conftest import write_photo
+from test_scan import exif_photo
 
 from memocli import inference
 from memocli.cli import cli
 from memocli.output import COLUMNS
-
-from conftest import write_photo
-from test_scan import exif_photo
 
 DOCUMENTED = ["rank", "path", "score", "percentile", "content_hash", "width", "height",
               "date_taken", "camera", "model_id", "raw_score"]

@@ -3,12 +3,11 @@
 import os
 
 import pytest
+from conftest import write_photo
 from PIL import Image
 
 from memocli.exif import camera_name, parse_exif_date, read_image_meta
 from memocli.scan import scan
-
-from conftest import write_photo
 
 
 def rel(result, root):

@@ -1,11 +1,10 @@
 import math
 
 import pytest
+import torch
 
 from memocli.metrics import average_ranks, mse, spearman
 from memocli.schedule import one_cycle_factor, smooth, suggest_lr
-
-import torch
 
 
 def test_one_cycle_shape():

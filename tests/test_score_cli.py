@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import tiny_checkpoint_at, write_photo
 
 from memocli import checkpoint, inference, score
 from memocli.cli import cli
-
-from conftest import tiny_checkpoint_at, write_photo
 
 REAL_PREDICT = inference.iter_predictions
 

@@ -44,8 +44,9 @@ def _init_options(f):
     )(f)
 
 
-def _load_fold(data: str, fold: int, need_test: bool = False):
-    from ..data import load_split, split_names
+def _load_fold(data: str, fold: int):
+    """A fold's train and val splits, and its test split when the dataset has one."""
+    from ..data import DatasetError, load_split, split_names
     from ..train import Splits
 
     names = split_names(fold)
@@ -54,9 +55,10 @@ def _load_fold(data: str, fold: int, need_test: bool = False):
     test = None
     try:
         test = load_split(data, names["test"])
-    except MemoError:
-        if need_test:
-            raise
+    except DatasetError:
+        raise
+    except MemoError:  # no test split: train and validate only
+        pass
     return Splits(str(data), train, val, test,
                   (names["train"], names["val"], names["test"] if test else None))
 
@@ -179,9 +181,9 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
       memo evaluate lamem/ --split test_1 --weights runs/f1/best.pt --csv preds.csv
     """
     from ..checkpoint import load_checkpoint
-    from ..files import default_weights_path
     from ..data import load_split
     from ..device import pick_device
+    from ..files import default_weights_path
     from ..inference import iter_predictions
     from ..metrics import regression_metrics
 
