@@ -310,11 +310,3 @@ def test_exif_orientation_is_applied_before_scoring(tmp_path, tiny_checkpoint):
                                                             abs=1e-6)
     assert by["untagged.png"]["raw_score"] != pytest.approx(by["upright.png"]["raw_score"],
                                                             abs=1e-6)
-
-
-def test_help_texts_have_examples_and_are_documented():
-    docs = (Path(__file__).resolve().parent.parent / "docs" / "scoring.md").read_text()
-    for args in (["score"], ["export"], ["cache"], ["cache", "info"], ["cache", "prune"]):
-        text = invoke([*args, "--help"]).stdout
-        assert "Example" in text, args
-        assert f"memo {' '.join(args)}" in docs, args
