@@ -60,6 +60,26 @@ def load_image(path: str | os.PathLike, min_side: int | None = None) -> Image.Im
         return img.convert("RGB")
 
 
+# What a corrupt, truncated, oversized or vanished image file raises while decoding.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def describe_decode_error(error: BaseException) -> str:
+    """A short, user-facing reason for an image that could not be decoded."""
+    if isinstance(error, Image.DecompressionBombError):
+        return "refused: image too large to decode safely (decompression bomb guard)"
+    if isinstance(error, FileNotFoundError):
+        return "file vanished before it could be read"
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    if isinstance(error, IsADirectoryError):
+        return "is a directory, not an image"
+    if isinstance(error, Image.UnidentifiedImageError):
+        return "not a recognised image format"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"cannot decode image: {text}"
+
+
 def eval_transform(cfg: ModelConfig):
     """Deterministic preprocessing: squash-resize to the model's square input, normalise."""
     from torchvision import transforms as T
@@ -238,6 +258,6 @@ class ImageScoreDataset:
         item = self.items[index]
         try:
             image = load_image(item.path, self.min_side)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-            raise MemoError(f"{item.path}: cannot decode image ({e})") from None
+        except DECODE_ERRORS as e:
+            raise MemoError(f"{item.path}: {describe_decode_error(e)}") from None
         return self.transform(image), item.score

@@ -35,9 +35,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import eval_transform, load_image
+from .data import DECODE_ERRORS, describe_decode_error, eval_transform, load_image
 from .errors import MemoError
-from .inference import describe_decode_error
 from .model import VNet
 from .registry import ModelConfig
 
@@ -51,7 +50,6 @@ JPEG_QUALITY = 92
 # the positive evidence is float noise beside the map's largest (negative) contribution.
 FLAT_ABS = 1e-6
 FLAT_REL = 1e-4
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 # --- layers -------------------------------------------------------------------------------
@@ -366,7 +364,7 @@ def _net_input(path: Path, transform, min_side: int):
         return transform(load_image(path, min_side)), None
     except FileNotFoundError:
         return None, "no such file"
-    except _DECODE_ERRORS as e:
+    except DECODE_ERRORS as e:
         return None, describe_decode_error(e)
 
 
@@ -441,7 +439,7 @@ def _explain_batches(model: VNet, model_id: str, sources: list[Path], targets: l
                flat: bool) -> Explained:
         try:
             image = np.asarray(load_image(path))  # full size, EXIF-upright RGB
-        except _DECODE_ERRORS as e:
+        except DECODE_ERRORS as e:
             return Explained(path, error=describe_decode_error(e))
         try:
             if heatmap_only:

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .data import eval_transform, load_image
+from .data import DECODE_ERRORS, describe_decode_error, eval_transform, load_image
 from .model import VNet
 
 
@@ -26,22 +25,6 @@ class BatchResult:
     indices: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     failures: list[tuple[int, str]] = field(default_factory=list)
-
-
-def describe_decode_error(error: BaseException) -> str:
-    """A short, user-facing reason for an image that could not be decoded."""
-    if isinstance(error, Image.DecompressionBombError):
-        return "refused: image too large to decode safely (decompression bomb guard)"
-    if isinstance(error, FileNotFoundError):
-        return "file vanished before it could be read"
-    if isinstance(error, PermissionError):
-        return "permission denied"
-    if isinstance(error, IsADirectoryError):
-        return "is a directory, not an image"
-    if isinstance(error, Image.UnidentifiedImageError):
-        return "not a recognised image format"
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return f"cannot decode image: {text}"
 
 
 class _ImageFiles(Dataset):
@@ -59,7 +42,7 @@ class _ImageFiles(Dataset):
         try:
             image = load_image(self.paths[index], self.min_side)
             return index, self.transform(image), None
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        except DECODE_ERRORS as e:
             return index, None, describe_decode_error(e)
 
 

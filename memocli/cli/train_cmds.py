@@ -116,7 +116,6 @@ def train(data, fold, folds_text, out, epochs, lr_max, weight_decay, train_stage
     for k in folds:
         model, meta = initial_model(model_name, backbone_weights, init,
                                     warn=echo_err if k == folds[0] else lambda _: None)
-        model.freeze_backbone(train_stages)
         if bank is None and use_cached_activations(model, splits_by_fold[k], train_stages, dev):
             bank = FeatureBank(model, dev, batch_size, workers, silent, frozen_stages,
                                feature_cache)
