@@ -7,17 +7,23 @@ Two paths share one loop:
   head (projections, LSTM, regressor) is trained on them;
 * fine-tuning (``train_stages=K``): the last K ResNet stages train too, on augmented
   images, with mixed precision on CUDA.
+
+Under ``torchrun`` (see :mod:`memocli.distributed`) both paths train with
+DistributedDataParallel: each process takes its share of every global batch, of the
+backbone precomputation and of each evaluation; rank 0 alone writes the run folder.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import logging
 import math
 import os
 import random
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,9 +31,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
+from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import (
     ImageScoreDataset,
@@ -89,7 +96,8 @@ def seed_everything(seed: int) -> None:
 
 
 def _progress(iterable, silent: bool, **kwargs):
-    return tqdm(iterable, disable=silent, leave=False, dynamic_ncols=True, **kwargs)
+    return tqdm(iterable, disable=silent or not distributed.is_main(), leave=False,
+                dynamic_ncols=True, **kwargs)
 
 
 class FeatureBank:
@@ -166,7 +174,9 @@ class FeatureBank:
     def features(self, items: list[LabeledImage]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``([N, 2, D_frozen], [N, 2, C, h, w] or None)`` for ``items``, computing new ones."""
         keys = [i.path.resolve() for i in items]  # one entry per file, however it is named
-        missing = list(dict.fromkeys(k for k in keys if k not in self._pooled))
+        missing = [k for k in keys if k not in self._pooled]
+        # the same list on every rank, whatever each one found in its store
+        missing = list(dict.fromkeys(k for part in distributed.gather(missing) for k in part))
         if missing:
             self._compute(missing)
         pooled = torch.stack([self._pooled[k] for k in keys])
@@ -174,8 +184,19 @@ class FeatureBank:
             return pooled, None
         return pooled, torch.stack([self._activations[k] for k in keys])
 
-    @torch.inference_mode()
     def _compute(self, paths: list[Path]) -> None:
+        """Each rank runs the backbone on its share of ``paths``; then all have them all."""
+        share = self._run(paths[distributed.rank()::distributed.world_size()])
+        for part in distributed.gather(share):
+            for path, (pooled, act) in part.items():
+                self._pooled[path] = pooled
+                if act is not None:
+                    self._activations[path] = act
+        if self._file is not None and distributed.is_main():
+            self._save()
+
+    @torch.inference_mode()
+    def _run(self, paths: list[Path]) -> dict[Path, tuple[torch.Tensor, torch.Tensor | None]]:
         model, cfg = self.model, self.model.cfg
         dataset = ImageScoreDataset(
             [LabeledImage(p, 0.0) for p in paths], eval_transform(cfg), cfg.input_size
@@ -184,7 +205,7 @@ class FeatureBank:
         loader = DataLoader(dataset, batch_size=self.batch_size, num_workers=workers,
                             pin_memory=self.device.type == "cuda")
         model.eval()
-        done = 0
+        done, entries = 0, {}
         bar = _progress(loader, self.silent, desc="backbone features", unit="batch")
         for images, _ in bar:
             n = len(images)
@@ -195,13 +216,11 @@ class FeatureBank:
             pooled = torch.cat(pooled, dim=1).float().view(2, n, -1).transpose(0, 1)  # [B, 2, D]
             pooled = pooled.half().cpu()
             act = act.half().view(2, n, *act.shape[1:]).transpose(0, 1).cpu()  # [B, 2, C, h, w]
+            partial = self.frozen_stages < len(STAGES)
             for k in range(n):
-                self._pooled[paths[done + k]] = pooled[k].clone()
-                if self.frozen_stages < len(STAGES):
-                    self._activations[paths[done + k]] = act[k].clone()
+                entries[paths[done + k]] = (pooled[k].clone(), act[k].clone() if partial else None)
             done += n
-        if self._file is not None:
-            self._save()
+        return entries
 
 
 def _autocast(device: torch.device):
@@ -220,36 +239,64 @@ def cached_activation_bytes(model: VNet, n_images: int, frozen_stages: int) -> i
     return n_images * 2 * 2 * (act[0].numel() + sum(model.block_channels))
 
 
-class CachedPrefix:
-    """Train on :class:`FeatureBank` entries: trainable stages (if any), then the head."""
+class _CachedNet(nn.Module):
+    """The trainable stages (if any) and the head, on cached frozen activations."""
 
-    def __init__(self, model: VNet, bank: FeatureBank, splits: Splits, batch_size: int):
+    def __init__(self, model: VNet, first_trainable: int, frozen_channels: list[int]):
+        super().__init__()
+        self.model = model
+        self.first_trainable = first_trainable
+        self.frozen_channels = frozen_channels
+
+    def forward(self, pooled_frozen: torch.Tensor, act: torch.Tensor | None) -> torch.Tensor:
+        pooled = list(torch.split(pooled_frozen, self.frozen_channels, dim=1))
+        if act is not None:
+            _, rest = self.model.run_stages(act, self.first_trainable)
+            pooled += rest
+        return self.model.head(pooled)
+
+
+_VIEW_SEED_OFFSET = 1 << 31  # mirror choices independent of the sampler's permutation
+
+
+class CachedPrefix:
+    """Train on :class:`FeatureBank` entries: trainable stages (if any), then the head.
+
+    ``batch_size`` is per process; ``net`` is what DDP wraps.
+    """
+
+    def __init__(self, model: VNet, bank: FeatureBank, splits: Splits, batch_size: int,
+                 seed: int = 0):
         self.model = model
         self.batch_size = batch_size
-        self.first_trainable = bank.frozen_stages
+        self.seed = seed
         n_frozen_blocks = sum(len(getattr(model.backbone, s)) for s in STAGES[:bank.frozen_stages])
-        self.frozen_channels = model.block_channels[:n_frozen_blocks]
+        self.net = _CachedNet(model, bank.frozen_stages, model.block_channels[:n_frozen_blocks])
         self.train_pooled, self.train_act = bank.features(splits.train)
         self.train_y = torch.tensor([i.score for i in splits.train])
         self._bank = bank
 
-    def predict(self, x: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
+    def predict(self, x: tuple[torch.Tensor, torch.Tensor | None],
+                net: nn.Module | None = None) -> torch.Tensor:
         pooled_frozen, act = x
         device = self.model.regressor.weight.device
-        pooled = list(torch.split(pooled_frozen.to(device).float(), self.frozen_channels, dim=1))
-        if act is not None:
-            _, rest = self.model.run_stages(act.to(device).float(), self.first_trainable)
-            pooled += rest
-        return self.model.head(pooled)
+        act = None if act is None else act.to(device).float()
+        return (net or self.net)(pooled_frozen.to(device).float(), act)
 
     def _select(self, pooled, act, idx, views):
         return pooled[idx, views], None if act is None else act[idx, views]
 
-    def train_batches(self):
-        n = len(self.train_y)
-        order = torch.randperm(n)
-        views = torch.randint(0, 2, (n,))
-        for start in range(0, n, self.batch_size):
+    def sampler(self) -> Sampler:
+        return distributed.sampler(len(self.train_y), shuffle=True, seed=self.seed)
+
+    def train_batches(self, epoch: int):
+        """This process's batches of one epoch, each with a random mirror choice per image."""
+        sampler = self.sampler()
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(sampler))
+        views = torch.randint(0, 2, (len(self.train_y),), generator=torch.Generator().manual_seed(
+            _VIEW_SEED_OFFSET + self.seed + epoch))
+        for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             yield self._select(self.train_pooled, self.train_act, idx, views[idx]), self.train_y[idx]
 
@@ -266,43 +313,50 @@ class FullImages:
     """Fine-tuning path: augmented images through the whole network."""
 
     def __init__(self, model: VNet, splits: Splits, batch_size: int, workers: int | None,
-                 device: torch.device):
+                 device: torch.device, seed: int = 0):
         self.model = model
+        self.net = model
         self.device = device
         self.batch_size = batch_size
+        self.seed = seed
         self.workers = default_workers(len(splits.train), batch_size) if workers is None else workers
         cfg = model.cfg
         self._train = ImageScoreDataset(splits.train, train_transform(cfg), cfg.input_size)
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
         with _autocast(self.device):
-            return self.model(x.to(self.device, non_blocking=True)).float()
+            return (net or self.net)(x.to(self.device, non_blocking=True)).float()
 
-    def _loader(self, dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle,
+    def _loader(self, dataset, sampler: Sampler | None = None) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
                           num_workers=self.workers, pin_memory=self.device.type == "cuda",
-                          drop_last=shuffle and len(dataset) > self.batch_size)
+                          drop_last=sampler is not None and len(sampler) > self.batch_size)
 
-    def train_batches(self):
-        return self._loader(self._train, shuffle=True)
+    def train_batches(self, epoch: int) -> DataLoader:
+        sampler = distributed.sampler(len(self._train), shuffle=True, seed=self.seed)
+        sampler.set_epoch(epoch)
+        return self._loader(self._train, sampler)
 
     def eval_batches(self, items: list[LabeledImage]):
         cfg = self.model.cfg
-        return self._loader(ImageScoreDataset(items, eval_transform(cfg), cfg.input_size), False)
+        return self._loader(ImageScoreDataset(items, eval_transform(cfg), cfg.input_size))
 
 
 def predict_targets(path_impl, items: list[LabeledImage]) -> tuple[list[float], list[float]]:
-    """Predictions and targets for ``items`` in order (model in eval mode)."""
+    """Predictions and targets for ``items`` in order (model in eval mode).
+
+    Each process predicts its share; every process gets all predictions back.
+    """
     model = path_impl.model
     was_training = model.training
     model.eval()
-    preds, targets = [], []
+    share = list(distributed.sampler(len(items), shuffle=False))
+    preds = []
     with torch.inference_mode():
-        for x, y in path_impl.eval_batches(items):
+        for x, _ in path_impl.eval_batches([items[i] for i in share]):
             preds.extend(path_impl.predict(x).cpu().tolist())
-            targets.extend(torch.as_tensor(y).tolist())
     model.train(was_training)
-    return preds, targets
+    return distributed.gather_by_index(share, preds, len(items)), [i.score for i in items]
 
 
 def _trainable(model: VNet) -> list[nn.Parameter]:
@@ -311,8 +365,18 @@ def _trainable(model: VNet) -> list[nn.Parameter]:
 
 def _steps_per_epoch(path_impl) -> int:
     if isinstance(path_impl, CachedPrefix):
-        return math.ceil(len(path_impl.train_y) / path_impl.batch_size)
-    return len(path_impl.train_batches())
+        return math.ceil(len(path_impl.sampler()) / path_impl.batch_size)
+    return len(path_impl.train_batches(0))
+
+
+def _saved_run(out: Path) -> dict | None:
+    """What ``--resume`` continues from: optimiser and schedule state, last epoch's weights."""
+    state_file = out / "train_state.pt"
+    if not state_file.is_file():
+        return None
+    state = torch.load(state_file, map_location="cpu", weights_only=True)
+    state["model"] = load_checkpoint(out / "last.pt").model.state_dict()
+    return state
 
 
 class RunLog:
@@ -373,7 +437,12 @@ def fit(
 
     Returns the best epoch's validation metrics and, when the fold has a test split, the
     best model's test metrics.
+
+    Under torchrun every process calls it alike; ``tcfg.batch_size`` is the global batch,
+    split between them, and only rank 0 writes ``out`` and calls ``echo``.
     """
+    main = distributed.is_main()
+    echo = echo if main else (lambda _: None)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(tcfg.seed)
     model.to(device)
@@ -383,23 +452,23 @@ def fit(
         bank = (FeatureBank(model, device, tcfg.batch_size, tcfg.workers, silent, frozen,
                             feature_store)
                 if use_cached_activations(model, splits, tcfg.train_stages, device) else None)
+    batch_size = distributed.local_batch_size(tcfg.batch_size)
     if bank is not None:
-        impl = CachedPrefix(model, bank, splits, tcfg.batch_size)
+        impl = CachedPrefix(model, bank, splits, batch_size, tcfg.seed)
     else:
-        impl = FullImages(model, splits, tcfg.batch_size, tcfg.workers, device)
+        impl = FullImages(model, splits, batch_size, tcfg.workers, device, tcfg.seed)
 
     optimizer = torch.optim.Adam(_trainable(model), lr=tcfg.lr_max, weight_decay=tcfg.weight_decay)
     total = tcfg.epochs * _steps_per_epoch(impl)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: one_cycle_factor(s, total, tcfg.div, tcfg.final_div, tcfg.cycle_frac)
     )
-    state_file = out / "train_state.pt"
     start_epoch, best = 1, {"val_rho": -math.inf}
-    if resume and state_file.is_file():
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
+    state = distributed.from_main(lambda: _saved_run(out)) if resume else None
+    if state is not None:
         if state["total_steps"] != total:
             raise MemoError(f"{out}: cannot resume, the run's length or batch size changed")
-        model.load_state_dict(load_checkpoint(out / "last.pt").model.state_dict())
+        model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best = state["epoch"] + 1, state["best"]
@@ -408,21 +477,24 @@ def fit(
         with torch.no_grad():
             model.regressor.bias.fill_(sum(i.score for i in splits.train) / len(splits.train))
 
-    run_log = RunLog(out, resume=start_epoch > 1)
-    (out / "config.json").write_text(json.dumps(
-        {"train": asdict(tcfg), "model": model.cfg.to_dict(), **meta, "data": splits.describe()},
-        indent=2,
-    ))
+    net = distributed.wrap(impl.net, device)
+    if main:
+        run_log = RunLog(out, resume=start_epoch > 1)
+        (out / "config.json").write_text(json.dumps(
+            {"train": asdict(tcfg), "model": model.cfg.to_dict(), **meta,
+             "data": splits.describe(), "processes": distributed.world_size()},
+            indent=2,
+        ))
     ckpt_meta = {**meta, "train_data": splits.describe(), "training": asdict(tcfg)}
     loss_fn = nn.MSELoss()
     for epoch in range(start_epoch, tcfg.epochs + 1):
         started = time.perf_counter()
         model.train()
         losses = []
-        bar = _progress(impl.train_batches(), silent, desc=f"epoch {epoch}/{tcfg.epochs}",
+        bar = _progress(impl.train_batches(epoch), silent, desc=f"epoch {epoch}/{tcfg.epochs}",
                         unit="batch", total=_steps_per_epoch(impl))
         for x, y in bar:
-            pred = impl.predict(x)
+            pred = impl.predict(x, net)
             loss = loss_fn(pred, y.to(pred.device, dtype=pred.dtype))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -431,32 +503,38 @@ def fit(
             losses.append(loss.item())
             bar.set_postfix(loss=f"{loss.item():.4f}")
         val = regression_metrics(*predict_targets(impl, splits.val))
+        train_loss = statistics.fmean(distributed.gather(statistics.fmean(losses)))
         row = {
-            "epoch": epoch, "train_loss": sum(losses) / len(losses), "val_rho": val["rho"],
+            "epoch": epoch, "train_loss": train_loss, "val_rho": val["rho"],
             "val_mse": val["mse"], "lr": scheduler.get_last_lr()[0],
             "seconds": round(time.perf_counter() - started, 2),
         }
-        run_log.write(row)
         echo(f"epoch {epoch:>3}  loss {row['train_loss']:.4f}  val rho {val['rho']:.4f}"
              f"  val mse {val['mse']:.4f}  ({row['seconds']:.1f}s)")
         metrics = {"epoch": epoch, "val_rho": val["rho"], "val_mse": val["mse"], "val_n": val["n"]}
-        if val["rho"] > best["val_rho"]:
+        improved = val["rho"] > best["val_rho"]
+        if improved:
             best = metrics
-            save_checkpoint(out / "best.pt", model, metrics=metrics, **ckpt_meta)
-        save_checkpoint(out / "last.pt", model, metrics=metrics, **ckpt_meta)
-        torch.save({"epoch": epoch, "best": best, "total_steps": total,
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-                   state_file)
+        if main:
+            run_log.write(row)
+            if improved:
+                save_checkpoint(out / "best.pt", model, metrics=metrics, **ckpt_meta)
+            save_checkpoint(out / "last.pt", model, metrics=metrics, **ckpt_meta)
+            torch.save({"epoch": epoch, "best": best, "total_steps": total,
+                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+                       out / "train_state.pt")
 
-    if not (out / "best.pt").is_file():
+    if not distributed.from_main((out / "best.pt").is_file):
         raise MemoError(f"{out}: no epoch was trained (epochs={tcfg.epochs})")
     result = dict(best)
     if splits.test:
-        model.load_state_dict(load_checkpoint(out / "best.pt").model.state_dict())
+        model.load_state_dict(distributed.from_main(
+            lambda: load_checkpoint(out / "best.pt").model.state_dict()))
         model.to(device)
         test = regression_metrics(*predict_targets(impl, splits.test))
         result.update(test_rho=test["rho"], test_mse=test["mse"], test_n=test["n"])
-        save_checkpoint(out / "best.pt", model, metrics=result, **ckpt_meta)
+        if main:
+            save_checkpoint(out / "best.pt", model, metrics=result, **ckpt_meta)
     return result
 
 
@@ -490,8 +568,8 @@ def lr_range_test(
     model.train()
 
     def batches():
-        while True:
-            yield from impl.train_batches()
+        for epoch in itertools.count():
+            yield from impl.train_batches(epoch)
 
     bar = _progress(range(steps), silent, desc="lr range test", unit="step")
     for step, (x, y) in zip(bar, batches()):

@@ -94,28 +94,46 @@ def train(data, fold, folds_text, out, epochs, lr_max, weight_decay, train_stage
     or a CSV with columns path,score,split. Adam + weight decay with the paper's one-cycle
     learning-rate policy; validation Spearman rho and MSE after every epoch.
 
+    Under torchrun it trains on every process with DistributedDataParallel (NCCL, one GPU
+    each; gloo on CPUs); --batch-size stays the global batch (see docs/scaling.md).
+
     \b
     Examples:
       memo train lamem/ --fold 1 --epochs 10 --out runs/f1 --backbone-weights r50.pt
       memo train lamem/ --folds 1-5 --out runs/lamem --backbone-weights imagenet
       memo train lamem/ --fold 1 --out runs/f1 --resume
+      torchrun --nproc_per_node=8 -m memocli train lamem/ --folds 1-5 --out runs/lamem
     """
+    from .. import distributed
     from ..backbones import initial_model
     from ..device import pick_device
-    from ..train import FeatureBank, TrainConfig, fit, lr_range_test, use_cached_activations
+    from ..train import (
+        FeatureBank,
+        TrainConfig,
+        fit,
+        lr_range_test,
+        seed_everything,
+        use_cached_activations,
+    )
 
     if fold is not None and folds_text:
         raise click.UsageError("use --fold or --folds, not both")
     folds = parse_folds(folds_text) if folds_text else [fold or 1]
-    dev = pick_device(device)
+    dev = distributed.init(pick_device(device))
+    click.get_current_context().call_on_close(distributed.cleanup)
+    say = echo_err if distributed.is_main() else (lambda _: None)
     out = Path(out)
     splits_by_fold = {k: _load_fold(data, k) for k in folds}  # validate everything first
     results = {}
     bank = None
     frozen_stages = 4 - train_stages
+
+    def fresh_model(warn=lambda _: None):
+        seed_everything(seed)  # one random backbone for every fold and process
+        return initial_model(model_name, backbone_weights, init, warn=warn)
+
     for k in folds:
-        model, meta = initial_model(model_name, backbone_weights, init,
-                                    warn=echo_err if k == folds[0] else lambda _: None)
+        model, meta = fresh_model(say if k == folds[0] else lambda _: None)
         if bank is None and use_cached_activations(model, splits_by_fold[k], train_stages, dev):
             bank = FeatureBank(model, dev, batch_size, workers, silent, frozen_stages,
                                feature_cache)
@@ -123,19 +141,21 @@ def train(data, fold, folds_text, out, epochs, lr_max, weight_decay, train_stage
         if peak is None:
             found = lr_range_test(model, splits_by_fold[k], dev, batch_size, bank=bank,
                                   silent=silent)
-            peak = found["suggested"]
-            echo_err(f"fold {k}: LR range test suggests --lr-max {peak:.2g}")
-            model, meta = initial_model(model_name, backbone_weights, init, warn=lambda _: None)
+            peak = distributed.broadcast(found["suggested"])  # rank 0's pick for all
+            say(f"fold {k}: LR range test suggests --lr-max {peak:.2g}")
+            model, meta = fresh_model()
         tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr_max=peak,
                            weight_decay=weight_decay, train_stages=train_stages, seed=seed + k - 1,
                            workers=workers)
         fold_out = out / f"fold_{k}" if len(folds) > 1 else out
-        echo_err(f"fold {k}: training on {len(splits_by_fold[k].train)} images, validating on "
-                 f"{len(splits_by_fold[k].val)} ({dev}) -> {fold_out}")
+        processes = f" x {distributed.world_size()} processes" * (distributed.world_size() > 1)
+        say(f"fold {k}: training on {len(splits_by_fold[k].train)} images, validating on "
+            f"{len(splits_by_fold[k].val)} ({dev}{processes}) -> {fold_out}")
         results[k] = fit(model, splits_by_fold[k], fold_out, tcfg, dev, meta, bank=bank,
                          resume=resume, silent=silent, echo=echo_err)
-        click.echo(_fold_line(k, results[k]))
-    if len(folds) > 1:
+        if distributed.is_main():
+            click.echo(_fold_line(k, results[k]))
+    if len(folds) > 1 and distributed.is_main():
         summary = _summarise(results)
         (out / "summary.json").write_text(json.dumps({"folds": results, "summary": summary},
                                                      indent=2))
