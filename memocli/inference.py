@@ -15,16 +15,27 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .data import DECODE_ERRORS, describe_decode_error, eval_transform, load_image
-from .model import VNet
+from .device import pick_dtype
+from .model import STAGES, VNet
 
 
 @dataclass
 class BatchResult:
-    """Scores for the decodable files of one batch, and why the others failed."""
+    """Scores and features for the decodable files of one batch; why the others failed.
+
+    ``features[i]`` is :func:`embedding` of ``indices[i]``'s last backbone block.
+    """
 
     indices: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     failures: list[tuple[int, str]] = field(default_factory=list)
+    features: list[bytes] = field(default_factory=list)
+
+
+def embedding(pooled: torch.Tensor) -> list[bytes]:
+    """L2-normalised pooled features ``[B, C]`` as little-endian float16 bytes, one per row."""
+    unit = torch.nn.functional.normalize(pooled.float(), dim=1)
+    return [row.tobytes() for row in unit.cpu().numpy().astype("<f2")]
 
 
 class _ImageFiles(Dataset):
@@ -53,6 +64,25 @@ def _collate(batch):
     return [i for i, _ in ok], tensors, failures
 
 
+def forward(model: VNet, x: torch.Tensor, dtype: torch.dtype | None
+            ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Scores ``[B]`` (float32) and pooled block features of a batch, in one pass.
+
+    With a ``dtype``, stages 2-4 run under autocast in it; the stem and the first stage,
+    whose rounding errors every later block would carry, and the LSTM head stay float32.
+    This keeps scores within 0.005 of all-float32 on LNSIM's test photos (all stages in
+    bfloat16: 0.018) at most of the speed (``docs/performance.md``).
+    """
+    if dtype is None:
+        pooled = model.pooled_block_features(x)
+    else:
+        x, pooled = model.run_stages(model.stem(x), 0, 1)
+        with torch.autocast(x.device.type, dtype=dtype):
+            _, rest = model.run_stages(x, 1, len(STAGES))
+        pooled += [p.float() for p in rest]
+    return model.head(pooled).float(), pooled
+
+
 def default_workers(n_files: int, batch_size: int) -> int:
     """Decode workers: none for tiny jobs, else up to one per spare core (max 8)."""
     if n_files <= batch_size:
@@ -66,12 +96,18 @@ def iter_predictions(
     device: torch.device,
     batch_size: int = 32,
     workers: int | None = None,
+    precision: str = "auto",
 ) -> Iterator[BatchResult]:
     """Score ``paths`` batch by batch with the model's own preprocessing.
 
+    ``precision`` is a :data:`memocli.device.PRECISIONS` choice (see :func:`forward`).
     Yields one :class:`BatchResult` per batch, in order, so callers can save as they go.
     """
     cfg = model.cfg
+    dtype = pick_dtype(precision, device)
+    memory_format = torch.channels_last if device.type in ("cpu", "cuda") else None
+    if memory_format:  # faster convolutions on both; MPS's support is patchy
+        model.to(memory_format=memory_format)
     dataset = _ImageFiles(list(paths), eval_transform(cfg), min_side=cfg.input_size)
     workers = default_workers(len(paths), batch_size) if workers is None else workers
     loader = DataLoader(
@@ -88,6 +124,10 @@ def iter_predictions(
             result = BatchResult(failures=failures)
             if tensors is not None:
                 x = tensors.to(device, non_blocking=True)
-                scores = model(x).float().cpu().tolist()
+                if memory_format:
+                    x = x.contiguous(memory_format=memory_format)
+                scores, pooled = forward(model, x, dtype)  # one pass for both
+                scores = scores.cpu().tolist()
                 result.indices, result.scores = indices, scores
+                result.features = embedding(pooled[-1])
             yield result

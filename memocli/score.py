@@ -8,8 +8,10 @@
    scored with this model (a moved or renamed photo, a copy) needs no model either.
    Files rows are committed per batch of hashed files.
 4. The model runs on the remaining contents only, batch by batch, and each batch's scores
-   are committed in one short transaction as soon as it is done: an interrupted run keeps
-   every finished batch, and the next run starts where it stopped.
+   (with the pooled features of the same forward pass) are committed in one short
+   transaction as soon as it is done: an interrupted run keeps every finished batch, and
+   the next run starts where it stopped. When features are asked for (bursts), contents
+   scored before the cache stored features meet the model once more.
 
 Scores are stored raw; :func:`display_score` is what users see (see ``docs/scoring.md``).
 This module imports torch only when step 4 has something to do.
@@ -31,6 +33,7 @@ from .cache import Cache, ImageMeta
 from .errors import MemoError
 from .files import default_weights_path, hash_file
 from .scan import FoundFile, scan
+from .shard import Shard
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,7 @@ class ScoredFile:
     content_hash: str
     raw_score: float
     meta: ImageMeta
+    features: bytes | None = None  # float16 unit vector (score_paths(with_features=True))
 
     @property
     def score(self) -> float:
@@ -85,6 +89,7 @@ class Ranked:
     rank: int
     percentile: float
     item: ScoredFile
+    burst: int | None = None  # rank of the best frame of its burst (memocli.bursts)
 
 
 class ModelSource:
@@ -133,6 +138,7 @@ class _Entry:
     content_hash: str | None = None
     score: float | None = None
     meta: ImageMeta | None = None
+    features: bytes | None = None
     failed: bool = False
 
 
@@ -210,11 +216,12 @@ def _try_hash(entry: _Entry) -> tuple[str | None, str | None]:
 
 def _model_stage(cache: Cache, source: ModelSource, entries: list[_Entry],
                  problems: list[tuple[str, str]], progress: Progress,
-                 batch_size: int, workers: int | None) -> tuple[int, int]:
-    """Run the model on contents without a score; commit each batch as it comes."""
+                 batch_size: int, workers: int | None, precision: str,
+                 with_features: bool = False) -> tuple[int, int]:
+    """Run the model on contents without a score (or features); commit batch by batch."""
     by_hash: dict[str, list[_Entry]] = {}
     for e in entries:
-        if not e.failed and e.score is None:
+        if not e.failed and (e.score is None or with_features and e.features is None):
             by_hash.setdefault(e.content_hash, []).append(e)
     if not by_hash:
         return 0, 0
@@ -227,13 +234,14 @@ def _model_stage(cache: Cache, source: ModelSource, entries: list[_Entry],
     try:
         with progress.stage(len(paths), "scoring") as advance:
             for batch in inference.iter_predictions(loaded.model, paths, source.device,
-                                                    batch_size, workers):
-                results = [(hashes[i], score)
-                           for i, score in zip(batch.indices, batch.scores, strict=True)]
-                cache.record_scores(source.model_id, results)
-                for h, score in results:
+                                                    batch_size, workers, precision=precision):
+                done = [hashes[i] for i in batch.indices]
+                results = list(zip(done, batch.scores, strict=True))
+                vectors = list(zip(done, batch.features, strict=True))
+                cache.record_scores(source.model_id, results, vectors)
+                for (h, score), (_, vector) in zip(results, vectors, strict=True):
                     for e in by_hash[h]:
-                        e.score = score
+                        e.score, e.features = score, vector
                         scored_files += 1
                 scored += len(results)
                 for i, reason in batch.failures:
@@ -256,8 +264,11 @@ def score_paths(
     device: str = "auto",
     batch_size: int = 32,
     workers: int | None = None,
+    precision: str = "auto",
     include_hidden: bool = False,
     progress: Progress | None = None,
+    with_features: bool = False,
+    shard: Shard | None = None,
 ) -> ScoreReport:
     """Score every image under ``inputs``, using and filling ``cache``.
 
@@ -268,8 +279,12 @@ def score_paths(
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         batch_size: images per model batch (and per committed transaction).
         workers: image decoding processes (None: automatic).
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (:func:`memocli.device.pick_dtype`).
         include_hidden: also look inside hidden folders.
         progress: progress bars and problem lines; silent when None.
+        with_features: also give each file its feature vector (for bursts); contents
+            scored before features were stored meet the model once more to get one.
+        shard: score only this shard of the files found (:mod:`memocli.shard`).
 
     Returns:
         A :class:`ScoreReport`; files that could not be read or decoded are in its
@@ -288,9 +303,12 @@ def score_paths(
         where = ", ".join(os.fspath(p) for p in inputs)
         raise MemoError(f"no images found in {where}" + (
             "; " + "; ".join(f"{p}: {r}" for p, r in problems[:3]) if problems else ""))
+    mine = shard.select(found.files) if shard else found.files
+    if shard:
+        progress.echo(f"shard {shard}: {len(mine)} of the {len(found.files)} photo(s) found")
     source = ModelSource(weights or default_weights_path(), cache, device)
-    entries = [_Entry(f) for f in found.files]
-    known = cache.lookup_paths([f.abspath for f in found.files], source.model_id)
+    entries = [_Entry(f) for f in mine]
+    known = cache.lookup_paths([f.abspath for f in mine], source.model_id)
     todo = []
     for e in entries:
         k = known.get(e.found.abspath)
@@ -303,11 +321,16 @@ def score_paths(
         with ThreadPoolExecutor(_IO_THREADS) as pool:
             hashed = _hash_stage(cache, entries, todo, source.model_id, problems, progress,
                                  pool)
+    if with_features:
+        stored = cache.features([e.content_hash for e in entries if not e.failed],
+                                source.model_id)
+        for e in entries:
+            e.features = stored.get(e.content_hash)
     scored, scored_files = _model_stage(cache, source, entries, problems, progress,
-                                        batch_size, workers)
+                                        batch_size, workers, precision, with_features)
     files = [
         ScoredFile(e.found.path, e.found.abspath, e.content_hash, e.score,
-                   e.meta or ImageMeta())
+                   e.meta or ImageMeta(), e.features)
         for e in entries if not e.failed and e.score is not None
     ]
     return ScoreReport(files=files, problems=problems, model_id=source.model_id,

@@ -14,7 +14,7 @@ from memocli.cli import cli
 from memocli.output import COLUMNS
 
 DOCUMENTED = ["rank", "path", "score", "percentile", "content_hash", "width", "height",
-              "date_taken", "camera", "model_id", "raw_score"]
+              "date_taken", "camera", "model_id", "raw_score", "burst"]
 
 
 def invoke(args, code=0):
@@ -68,9 +68,9 @@ def test_export_reuses_scores_and_only_scores_what_is_missing(tmp_path, make_pho
     seen = []
     real = inference.iter_predictions
 
-    def counting(model, paths, device, batch_size=32, workers=None):
+    def counting(model, paths, device, batch_size=32, workers=None, **options):
         seen.extend(Path(p).name for p in paths)
-        yield from real(model, paths, device, batch_size, workers)
+        yield from real(model, paths, device, batch_size, workers, **options)
 
     monkeypatch.setattr(inference, "iter_predictions", counting)
     out = tmp_path / "ranks.json"  # the extension picks JSON

@@ -35,9 +35,9 @@ def model_calls(monkeypatch):
     """Record the file names every model call is given (and still score them)."""
     calls: list[list[str]] = []
 
-    def counting(model, paths, device, batch_size=32, workers=None):
+    def counting(model, paths, device, batch_size=32, workers=None, **options):
         calls.append([Path(p).name for p in paths])
-        yield from REAL_PREDICT(model, paths, device, batch_size, workers)
+        yield from REAL_PREDICT(model, paths, device, batch_size, workers, **options)
 
     monkeypatch.setattr(inference, "iter_predictions", counting)
     return calls
@@ -163,8 +163,8 @@ def test_interrupted_run_keeps_finished_batches_and_the_next_run_finishes(
     photos = make_photos(7)
     db = tmp_path / "c.db"
 
-    def two_batches_then_ctrl_c(model, paths, device, batch_size=32, workers=None):
-        for n, batch in enumerate(REAL_PREDICT(model, paths, device, batch_size, workers)):
+    def two_batches_then_ctrl_c(model, paths, device, batch_size=32, workers=None, **options):
+        for n, batch in enumerate(REAL_PREDICT(model, paths, device, batch_size, workers, **options)):
             if n == 2:
                 raise KeyboardInterrupt
             yield batch
@@ -177,9 +177,9 @@ def test_interrupted_run_keeps_finished_batches_and_the_next_run_finishes(
         assert conn.execute("SELECT count(*) FROM scores").fetchone()[0] == 4
     calls = []
 
-    def counting(model, paths, device, batch_size=32, workers=None):
+    def counting(model, paths, device, batch_size=32, workers=None, **options):
         calls.append(len(paths))
-        yield from REAL_PREDICT(model, paths, device, batch_size, workers)
+        yield from REAL_PREDICT(model, paths, device, batch_size, workers, **options)
 
     monkeypatch.setattr(inference, "iter_predictions", counting)
     rows, _ = score_json(photos[0].parent, tiny_checkpoint, db, "--batch-size", "2")

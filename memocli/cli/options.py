@@ -15,6 +15,18 @@ def device_option(f):
     )(f)
 
 
+def precision_option(default: str = "auto"):
+    """``--precision``: the arithmetic scoring runs in (see memocli.device.pick_dtype)."""
+    from ..device import PRECISIONS
+
+    return click.option(
+        "--precision", type=click.Choice(PRECISIONS), default=default, show_default=True,
+        envvar="MEMO_PRECISION",
+        help="auto: float16 on CUDA, bfloat16 on CPUs that have it in hardware, else fp32. "
+             "Scores agree with fp32 within 0.01.",
+    )
+
+
 def model_option(f):
     """``-m/--model``: a registered V-Net architecture."""
     return click.option(
@@ -39,3 +51,17 @@ def batch_options(f):
 def echo_err(message: str) -> None:
     """Diagnostics go to stderr so stdout stays data."""
     click.echo(message, err=True)
+
+
+def burst_options(f):
+    """``--burst-seconds`` and ``--burst-similarity``: how photos are grouped into bursts."""
+    from ..bursts import DEFAULT_SECONDS, DEFAULT_SIMILARITY
+
+    f = click.option("--burst-similarity", type=click.FloatRange(0, 1), metavar="S",
+                     default=DEFAULT_SIMILARITY, show_default=True,
+                     help="Least cosine similarity of the model's features for two photos "
+                          "to share a burst (without a time taken: half-way to 1).")(f)
+    return click.option("--burst-seconds", type=click.FloatRange(min=0), metavar="N",
+                        default=DEFAULT_SECONDS, show_default=True,
+                        help="Most seconds between the times taken of two frames of a "
+                             "burst.")(f)

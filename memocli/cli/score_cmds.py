@@ -13,7 +13,14 @@ from pathlib import Path
 
 import click
 
-from .options import batch_options, device_option, echo_err, silent_option
+from .options import (
+    batch_options,
+    burst_options,
+    device_option,
+    echo_err,
+    precision_option,
+    silent_option,
+)
 
 
 def _cache_options(f):
@@ -26,13 +33,33 @@ def _cache_options(f):
     )(f)
 
 
+class ShardType(click.ParamType):
+    """``I/N``: the I-th of N shards (1 <= I <= N), as a :class:`memocli.shard.Shard`."""
+
+    name = "I/N"
+
+    def convert(self, value, param, ctx):
+        from ..shard import Shard
+
+        if isinstance(value, Shard):
+            return value
+        try:
+            return Shard.parse(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
 def _scoring_options(f):
     """Options every command that scores shares: model, cache, scan, batching, device."""
     f = silent_option(f)
+    f = precision_option()(f)
     f = device_option(f)
     f = batch_options(f)
     f = click.option("--hidden", is_flag=True,
                      help="Also look inside hidden folders (names starting with '.').")(f)
+    f = click.option("--shard", type=ShardType(), metavar="I/N",
+                     help="Take only the I-th of N shards of the photos found, split by "
+                          "their path inside PATH (one job of N; see docs/scaling.md).")(f)
     f = _cache_options(f)
     return click.option("-w", "--weights", type=click.Path(dir_okay=False), metavar="CKPT",
                         help="Memo checkpoint [default: $MEMO_WEIGHTS, else the bundled "
@@ -61,18 +88,25 @@ def _progress(silent: bool):
     return Progress(bar=bar, echo=lambda message: tqdm.write(message, file=sys.stderr))
 
 
-def _run_scoring(inputs, weights, cache_path, no_cache, hidden, batch_size, workers, device,
-                 silent):
+def _run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_size, workers,
+                 device, precision, silent, with_features=False):
     from ..score import score_paths
 
     with _open_cache(cache_path, no_cache) as cache:
         report = score_paths(inputs, cache, weights=weights, device=device,
                              batch_size=batch_size, workers=workers, include_hidden=hidden,
-                             progress=_progress(silent))
+                             precision=precision, progress=_progress(silent),
+                             with_features=with_features, shard=shard)
     if not silent:
         echo_err(f"{len(report.files)} photo(s): {report.from_cache} from the cache, "
                  f"{report.scored_files} scored now (model {report.model_id})")
     return report
+
+
+def _one_per_burst_option(f):
+    return click.option("--one-per-burst", is_flag=True,
+                        help="Keep only the most memorable photo of each burst (photos "
+                             "taken seconds apart that look alike; see docs/scoring.md).")(f)
 
 
 def _finish(report, failed_heatmaps: int = 0) -> None:
@@ -101,9 +135,12 @@ def _finish(report, failed_heatmaps: int = 0) -> None:
 @click.option("--explain", "explain_dir", type=click.Path(file_okay=False, path_type=Path),
               metavar="DIR", help="Also write Grad-CAM heatmaps of the listed photos into DIR "
                                   "(see memo explain).")
+@_one_per_burst_option
+@burst_options
 @_scoring_options
-def score(inputs, top, bottom, fmt, explain_dir, weights, cache_path, no_cache, hidden,
-          batch_size, workers, device, silent):
+def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
+          burst_similarity, weights, cache_path, no_cache, hidden, shard, batch_size, workers,
+          device, precision, silent):
     """Rank photos by predicted memorability.
 
     PATH... are image files and folders; folders are searched recursively for
@@ -111,7 +148,9 @@ def score(inputs, top, bottom, fmt, explain_dir, weights, cache_path, no_cache, 
     and model, so a second run answers from the cache in seconds; only new or edited
     photos are scored. Scores are 0-1, higher is more memorable (LaMem's scale);
     the percentile is within the photos scanned. A file that cannot be read is reported
-    on stderr and skipped (exit status 1 at the end).
+    on stderr and skipped (exit status 1 at the end). --one-per-burst lists only the best
+    frame of each burst (photos taken seconds apart that look alike); JSON and CSV rows
+    say which burst each photo is in.
 
     \b
     Examples:
@@ -120,13 +159,19 @@ def score(inputs, top, bottom, fmt, explain_dir, weights, cache_path, no_cache, 
       memo score ~/Photos --csv --no-cache > ranks.csv
       memo score ~/Photos --weights runs/f1/best.pt --device cuda
       memo score ~/Photos --top 20 --explain heatmaps/
+      memo score ~/Photos --top 50 --one-per-burst
+      memo score /archive --shard 3/16 --cache shard3.db -s --csv > /dev/null
     """
+    from ..bursts import rank_bursts
     from ..output import print_table, to_row, write_csv
     from ..score import rank, select
 
-    report = _run_scoring(inputs, weights, cache_path, no_cache, hidden, batch_size, workers,
-                          device, silent)
-    shown = select(rank(report.files), top, bottom)
+    bursts = one_per_burst or fmt != "table"  # JSON and CSV rows have a burst column
+    report = _run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_size,
+                          workers, device, precision, silent, with_features=bursts)
+    ranked = (rank_bursts(report.files, burst_seconds, burst_similarity, one_per_burst)
+              if bursts else rank(report.files))
+    shown = select(ranked, top, bottom)
     out = sys.stdout
     if fmt == "json":
         click.echo(json.dumps([to_row(r, report.model_id) for r in shown], indent=2,
@@ -152,29 +197,34 @@ def score(inputs, top, bottom, fmt, explain_dir, weights, cache_path, no_cache, 
 @click.argument("out", type=click.Path(dir_okay=False, allow_dash=True), metavar="OUT")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default=None,
               help="Output format [default: json if OUT ends in .json, else csv].")
+@_one_per_burst_option
+@burst_options
 @_scoring_options
-def export(inputs, out, fmt, weights, cache_path, no_cache, hidden, batch_size, workers,
-           device, silent):
+def export(inputs, out, fmt, one_per_burst, burst_seconds, burst_similarity, weights,
+           cache_path, no_cache, hidden, shard, batch_size, workers, device, precision,
+           silent):
     """Write the ranks of every photo under PATH... to OUT (CSV or JSON).
 
     Photos without a cached score for the model are scored first. One row per photo,
     best first, with columns rank, path, score, percentile, content_hash, width, height,
-    date_taken, camera, model_id, raw_score (see docs/scoring.md). OUT '-' is stdout.
-    The file is replaced atomically, never left half-written.
+    date_taken, camera, model_id, raw_score, burst (the rank of the best frame of the
+    photo's burst; see docs/scoring.md). OUT '-' is stdout. The file is replaced
+    atomically, never left half-written.
 
     \b
     Examples:
       memo export ~/Photos ranks.csv
       memo export ~/Photos ~/Trips ranks.json
       memo export ~/Photos - --format json | jq '.[0]'
+      memo export ~/Photos ranks.csv --one-per-burst
     """
+    from ..bursts import rank_bursts
     from ..output import WRITERS, write_file
-    from ..score import rank
 
     fmt = fmt or ("json" if out.lower().endswith(".json") else "csv")
-    report = _run_scoring(inputs, weights, cache_path, no_cache, hidden, batch_size, workers,
-                          device, silent)
-    ranked = rank(report.files)
+    report = _run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_size,
+                          workers, device, precision, silent, with_features=True)
+    ranked = rank_bursts(report.files, burst_seconds, burst_similarity, one_per_burst)
     if out == "-":
         WRITERS[fmt](ranked, report.model_id, sys.stdout)
     else:

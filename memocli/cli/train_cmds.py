@@ -10,7 +10,14 @@ from pathlib import Path
 import click
 
 from ..errors import MemoError
-from .options import batch_options, device_option, echo_err, model_option, silent_option
+from .options import (
+    batch_options,
+    device_option,
+    echo_err,
+    model_option,
+    precision_option,
+    silent_option,
+)
 
 
 def parse_folds(text: str) -> list[int]:
@@ -192,7 +199,8 @@ def _summarise(results: dict[int, dict]) -> dict[str, tuple[float, float]]:
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @batch_options
 @device_option
-def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, device):
+@precision_option(default="fp32")
+def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, device, precision):
     """Spearman rho and MSE of a checkpoint on a labelled split.
 
     \b
@@ -210,7 +218,8 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
     dev = pick_device(device)
     loaded = load_checkpoint(weights or default_weights_path(), device=dev)
     preds: dict[int, float] = {}
-    for batch in iter_predictions(loaded.model, [i.path for i in items], dev, batch_size, workers):
+    for batch in iter_predictions(loaded.model, [i.path for i in items], dev, batch_size, workers,
+                                  precision):
         for index, reason in batch.failures:
             raise MemoError(f"{items[index].path}: {reason}")
         preds.update(zip(batch.indices, batch.scores))
