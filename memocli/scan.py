@@ -26,12 +26,15 @@ class FoundFile:
         abspath: absolute and normalised (links not resolved): the cache's ``files`` key.
         size: bytes.
         mtime_ns: modification time in nanoseconds.
+        relpath: the file's place in the folder it was found under, ``/``-separated (its
+            name for a file named on its own): the same wherever that folder is mounted.
     """
 
     path: str
     abspath: str
     size: int
     mtime_ns: int
+    relpath: str
 
 
 @dataclass
@@ -62,18 +65,18 @@ class _Walker:
         self._seen_dirs: set[tuple[int, int]] = set()
         self._seen_files: set[tuple[int, int]] = set()
 
-    def add_file(self, path: str, st: os.stat_result) -> None:
+    def add_file(self, path: str, st: os.stat_result, relpath: str) -> None:
         key = (st.st_dev, st.st_ino)
         if st.st_ino and key in self._seen_files:
             return
         self._seen_files.add(key)
         self.result.files.append(
-            FoundFile(path, os.path.abspath(path), st.st_size, st.st_mtime_ns))
+            FoundFile(path, os.path.abspath(path), st.st_size, st.st_mtime_ns, relpath))
 
     def walk(self, top: str, top_stat: os.stat_result) -> None:
-        stack = [(top, top_stat)]
+        stack = [(top, "", top_stat)]
         while stack:
-            folder, st = stack.pop()
+            folder, rel_folder, st = stack.pop()
             key = (st.st_dev, st.st_ino)
             if st.st_ino and key in self._seen_dirs:
                 continue  # a link loop, or a folder reached twice
@@ -89,9 +92,10 @@ class _Walker:
                 if entry.name.startswith(".") and not self.include_hidden:
                     continue
                 path = entry.name if folder == os.curdir else os.path.join(folder, entry.name)
+                rel = f"{rel_folder}/{entry.name}" if rel_folder else entry.name
                 try:
                     if entry.is_dir():
-                        subfolders.append((path, entry.stat()))
+                        subfolders.append((path, rel, entry.stat()))
                         continue
                     if not is_image_name(entry.name):
                         continue
@@ -104,7 +108,7 @@ class _Walker:
                     self.result.problems.append((path, _reason(e)))
                     continue
                 if stat_mod.S_ISREG(entry_stat.st_mode):
-                    self.add_file(path, entry_stat)
+                    self.add_file(path, entry_stat, rel)
             stack.extend(reversed(subfolders))
 
 
@@ -128,7 +132,7 @@ def scan(inputs: Iterable[str | os.PathLike], include_hidden: bool = False) -> S
         if stat_mod.S_ISDIR(st.st_mode):
             walker.walk(path, st)
         elif stat_mod.S_ISREG(st.st_mode):
-            walker.add_file(path, st)
+            walker.add_file(path, st, os.path.basename(path))
         else:
             walker.result.problems.append((path, "not a regular file or folder"))
     walker.result.files.sort(key=lambda f: f.path)

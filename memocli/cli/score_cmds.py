@@ -160,7 +160,7 @@ def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
       memo score ~/Photos --weights runs/f1/best.pt --device cuda
       memo score ~/Photos --top 20 --explain heatmaps/
       memo score ~/Photos --top 50 --one-per-burst
-      memo score /archive --shard 3/16 --cache shard3.db -s --csv > /dev/null
+      memo score /archive --shard 3/16 --cache shard3.db
     """
     from ..bursts import rank_bursts
     from ..output import print_table, to_row, write_csv
@@ -246,6 +246,7 @@ def cache():
       memo cache info
       memo cache prune --dry-run
       memo cache prune --vacuum --cache demo-out/memo.db
+      memo cache merge shard*.db --into archive.db
     """
 
 
@@ -331,6 +332,45 @@ def prune(cache_path, dry_run, vacuum):
     click.echo(f"{verb}: {counts['files']} missing file(s), {counts['scores']} score(s), "
                f"{counts['images']} image record(s), {counts['checkpoints']} checkpoint "
                "record(s)")
+
+
+@cache.command()
+@click.argument("sources", nargs=-1, required=True, metavar="SRC.db...",
+                type=click.Path(exists=True, dir_okay=False))
+@click.option("--into", "dest", required=True, metavar="DST.db",
+              type=click.Path(dir_okay=False), help="The cache to merge into (created if missing).")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=None, metavar="X",
+              help="Largest difference between two scores of one photo and model that is "
+                   "not reported as a conflict [default: 0.01].")
+def merge(sources, dest, tolerance):
+    """Combine caches, e.g. those of `memo score --shard` jobs, into DST.db.
+
+    Copies scores, files, image facts, checkpoints and any other rows DST.db does not
+    have yet; rows it has are kept, so merging twice changes nothing. A score that
+    differs from DST.db's for the same photo and model is reported (DST.db's is kept,
+    exit status 1). Each SRC goes in as one transaction.
+
+    \b
+    Examples:
+      memo cache merge shard*.db --into archive.db
+      memo cache merge laptop.db --into ~/.cache/memo/memo.db
+    """
+    from ..merge import DEFAULT_TOLERANCE, merge_caches
+
+    reports = merge_caches(sources, dest, DEFAULT_TOLERANCE if tolerance is None else tolerance)
+    conflicts = 0
+    for r in reports:
+        added = ", ".join(f"{n} {table}" for table, n in r.added.items())
+        click.echo(f"{r.source}: added {added}")
+        for c in r.examples:
+            key = ", ".join(f"{k}={v}" for k, v in c.key.items())
+            echo_err(f"conflict in {c.table} ({key}): kept {c.column} {c.kept:.6f}, "
+                     f"{r.source} has {c.other:.6f}")
+        if r.conflicts > len(r.examples):
+            echo_err(f"... and {r.conflicts - len(r.examples)} more conflict(s) in {r.source}")
+        conflicts += r.conflicts
+    if conflicts:
+        raise click.ClickException(f"{conflicts} conflicting value(s); {dest}'s were kept")
 
 
 COMMANDS = [score, export, cache]
