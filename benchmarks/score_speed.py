@@ -1,0 +1,177 @@
+#!/usr/bin/env python
+"""Throughput of ``memo score`` against ResMem on the same photos and device.
+
+For each photo set — the LNSIM photos (about 500x350) and camera-sized 4000x3000 JPEGs made
+once by upscaling some of them — it runs, alternating, as separate processes:
+
+* ``memo score`` with a cold cache (first scan: scan, hash, EXIF, decode, model, SQLite),
+* ResMem as its documentation shows (``ResMem(pretrained=True)``, its ``transformer``, one
+  photo at a time; see ``resmem_score.py``),
+* ``memo score`` again on the now-warm cache (re-scan of unchanged photos),
+
+and prints photos/s, the peak resident memory of each process tree, and memo/ResMem. With
+``--fp32`` it also runs memo with ``--precision fp32`` and reports the largest score
+difference from the default precision. Needs ``pip install resmem``; installs nothing and is
+not part of ``make test``. Record results in ``docs/performance.md``.
+
+Usage:
+    python benchmarks/score_speed.py [--photos DIR] [--limit 500] [--big 100] [--fp32]
+                                     [--device auto] [--work /tmp/memo-speed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_PHOTOS = HERE.parents[1] / "shared" / "datasets" / "lnsim" / "images"
+BIG_SIZE = (4000, 3000)
+
+
+@dataclass
+class Run:
+    """One timed process: wall seconds, peak RSS (MiB) and what it printed."""
+
+    seconds: float
+    peak_mib: float
+    stdout: str
+
+
+def timed(cmd: list[str]) -> Run:
+    """Run ``cmd``: its wall time, and the peak RSS of it or any child it waited for."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # wait4 alone reports that tree's usage
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd[:4])} ... failed ({proc.returncode}):\n"
+                             f"{err.read()[-2000:]}")
+        scale = 2**20 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+        return Run(seconds, usage.ru_maxrss / scale, out.read())
+
+
+def pick_photos(folder: Path, limit: int, into: Path) -> Path:
+    """A folder of links to the first ``limit`` photos of ``folder`` (sorted by name)."""
+    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    if limit:
+        photos = photos[:limit]
+    if not photos:
+        raise SystemExit(f"no JPEG photos in {folder}")
+    shutil.rmtree(into, ignore_errors=True)
+    into.mkdir(parents=True)
+    for p in photos:
+        os.symlink(p.resolve(), into / p.name)
+    return into
+
+
+def make_big(small: Path, count: int, into: Path) -> Path:
+    """4000x3000 JPEGs upscaled from the first ``count`` photos of ``small`` (made once)."""
+    into.mkdir(parents=True, exist_ok=True)
+    for src in sorted(small.iterdir())[:count]:
+        dst = into / src.name
+        if not dst.exists():
+            with Image.open(src) as img:
+                img.convert("RGB").resize(BIG_SIZE, Image.BICUBIC).save(dst, quality=90)
+    return into
+
+
+def memo_cmd(folder: Path, db: Path, device: str, precision: str = "auto") -> list[str]:
+    return [sys.executable, "-m", "memocli", "score", str(folder), "--csv", "-s",
+            "--cache", str(db), "--device", device, "--precision", precision]
+
+
+def scores_by_name(csv_text: str) -> dict[str, float]:
+    return {Path(r["path"]).name: float(r["raw_score"]) for r in csv.DictReader(csv_text.splitlines())}
+
+
+def bench_set(name: str, folder: Path, work: Path, device: str, fp32: bool) -> dict:
+    n = len(list(folder.iterdir()))
+    db = work / f"{name}.db"
+    for stale in work.glob(f"{name}.db*"):
+        stale.unlink()
+    print(f"[{name}] {n} photos: memo first scan ...", file=sys.stderr, flush=True)
+    first = timed(memo_cmd(folder, db, device))
+    print(f"[{name}] ResMem ...", file=sys.stderr, flush=True)
+    resmem = timed([sys.executable, str(HERE / "resmem_score.py"), str(folder), "--device",
+                    device])
+    print(f"[{name}] memo cached re-scan ...", file=sys.stderr, flush=True)
+    cached = timed(memo_cmd(folder, db, device))
+    row = {"set": name, "photos": n, "first": first, "cached": cached, "resmem": resmem}
+    if fp32:
+        print(f"[{name}] memo first scan, --precision fp32 ...", file=sys.stderr, flush=True)
+        ref = timed(memo_cmd(folder, work / f"{name}-fp32.db", device, "fp32"))
+        for stale in work.glob(f"{name}-fp32.db*"):
+            stale.unlink()
+        fast, exact = scores_by_name(first.stdout), scores_by_name(ref.stdout)
+        row["fp32"] = ref
+        row["max_diff"] = max(abs(fast[k] - exact[k]) for k in exact)
+    return row
+
+
+def machine() -> str:
+    import torch
+
+    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    cpu = caps.get("cpu_name") or platform.processor() or platform.machine()
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return (f"{cpu}, {os.cpu_count()} logical cores{gpu}; Python {platform.python_version()}, "
+            f"torch {torch.__version__}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS)
+    parser.add_argument("--limit", type=int, default=500, help="photos of the first set (0: all)")
+    parser.add_argument("--big", type=int, default=100, help="4000x3000 photos (0: skip)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--fp32", action="store_true",
+                        help="also time memo --precision fp32 and compare the scores")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "memo-speed")
+    args = parser.parse_args()
+
+    work = args.work
+    small = pick_photos(args.photos, args.limit, work / "photos")
+    sets = [("photos", small)]
+    if args.big:
+        sets.append(("12mp", make_big(small, args.big, work / f"big-{BIG_SIZE[0]}")))
+    rows = [bench_set(name, folder, work, args.device, args.fp32) for name, folder in sets]
+
+    print(f"machine: {machine()}; --device {args.device}")
+    header = (f"{'set':<7} {'photos':>6} {'memo img/s':>10} {'ResMem img/s':>12} {'ratio':>6} "
+              f"{'re-scan s':>9} {'memo MiB':>8} {'ResMem MiB':>10}")
+    if args.fp32:
+        header += f" {'fp32 img/s':>10} {'max |d|':>8}"
+    print(header)
+    for r in rows:
+        n = r["photos"]
+        memo_rate, resmem_rate = n / r["first"].seconds, n / r["resmem"].seconds
+        line = (f"{r['set']:<7} {n:>6} {memo_rate:>10.1f} {resmem_rate:>12.1f} "
+                f"{memo_rate / resmem_rate:>5.1f}x {r['cached'].seconds:>9.2f} "
+                f"{r['first'].peak_mib:>8.0f} {r['resmem'].peak_mib:>10.0f}")
+        if args.fp32:
+            line += f" {n / r['fp32'].seconds:>10.1f} {r['max_diff']:>8.4f}"
+        print(line)
+    if len(rows) == 2:
+        ratio = (rows[1]["photos"] / rows[1]["first"].seconds) / (
+            rows[0]["photos"] / rows[0]["first"].seconds)
+        print(f"12 MP photos are scored at {ratio:.0%} of the rate of small ones")
+
+
+if __name__ == "__main__":
+    main()
