@@ -10,6 +10,8 @@ Tables (see ``docs/scoring.md``):
   (upright size, EXIF date taken and camera), shared by every model.
 * ``checkpoints(path, size, mtime_ns, model)``: the model id of a checkpoint file as of its
   size and mtime, so a cached re-scan need not hash the checkpoint or import torch.
+* ``features(content_hash, model, vector)``: the model's L2-normalised pooled last-block
+  features (float16 bytes), written with the score, for finding bursts.
 
 Every write is one short transaction; readers never block writers (WAL), and a second
 ``memo`` process waits up to the busy timeout for the write lock instead of failing.
@@ -93,10 +95,18 @@ def m003_checkpoints(db: sqlite_utils.Database) -> None:
     )
 
 
+def m004_features(db: sqlite_utils.Database) -> None:
+    db.table("features").create(
+        {"content_hash": str, "model": str, "vector": bytes},
+        pk=("content_hash", "model"), not_null={"vector"},
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_scores_and_files,
     m002_images,
     m003_checkpoints,
+    m004_features,
 ]
 
 
@@ -243,6 +253,16 @@ class Cache:
         return {h: KnownContent(scores.get(h), metas.get(h))
                 for h in unique if h in scores or h in metas}
 
+    def features(self, hashes: Iterable[str], model: str) -> dict[str, bytes]:
+        """Stored feature vectors of ``model`` by content hash (missing ones left out)."""
+        found: dict[str, bytes] = {}
+        for chunk in _chunks(list(dict.fromkeys(hashes))):
+            found.update(self.db.execute(
+                f"SELECT content_hash, vector FROM features WHERE model = ? "
+                f"AND content_hash IN ({','.join('?' * len(chunk))})", [model, *chunk],
+            ).fetchall())
+        return found
+
     def checkpoint_model(self, path: str, size: int, mtime_ns: int) -> str | None:
         """The model id recorded for this checkpoint file, if it is unchanged since."""
         row = self.db.execute(
@@ -270,8 +290,13 @@ class Cache:
                     [(h, m.width, m.height, m.taken_at, m.camera) for h, m in metas.items()],
                 )
 
-    def record_scores(self, model: str, scores: Iterable[tuple[str, float]]) -> None:
-        """Store raw model outputs ``(content_hash, score)`` for ``model``."""
+    def record_scores(self, model: str, scores: Iterable[tuple[str, float]],
+                      features: Iterable[tuple[str, bytes]] = ()) -> None:
+        """Store raw model outputs ``(content_hash, score)`` for ``model``.
+
+        ``features``: ``(content_hash, vector)`` pairs from the same forward pass, written
+        in the same transaction.
+        """
         scored_at = now_iso()
         with self.db.atomic():
             self.db.conn.executemany(
@@ -279,6 +304,11 @@ class Cache:
                 "VALUES (?, ?, ?, ?)",
                 [(h, model, float(s), scored_at) for h, s in scores],
             )
+            vectors = [(h, model, v) for h, v in features]
+            if vectors:
+                self.db.conn.executemany(
+                    "INSERT OR REPLACE INTO features (content_hash, model, vector) "
+                    "VALUES (?, ?, ?)", vectors)
 
     def remember_checkpoint(self, path: str, size: int, mtime_ns: int, model: str) -> None:
         with self.db.atomic():
@@ -292,7 +322,7 @@ class Cache:
     def info(self) -> dict[str, Any]:
         """Row counts, the models with scores, and the size on disk (db + WAL)."""
         counts = {name: self.db.execute(f"SELECT count(*) FROM [{name}]").fetchone()[0]
-                  for name in ("files", "images", "scores", "checkpoints")}
+                  for name in ("files", "images", "scores", "checkpoints", "features")}
         models = []
         for model, n, last in self.db.execute(
             "SELECT model, count(*), max(scored_at) FROM scores GROUP BY model ORDER BY model"
@@ -339,7 +369,7 @@ class Cache:
                 for chunk in _chunks(paths):
                     conn.execute(f"DELETE FROM {table} WHERE path IN "
                                  f"({','.join('?' * len(chunk))})", chunk)
-            for table in ("scores", "images"):
+            for table in ("scores", "images", "features"):
                 counts[table] = conn.execute(
                     f"DELETE FROM {table} WHERE content_hash NOT IN "
                     "(SELECT content_hash FROM files)").rowcount

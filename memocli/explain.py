@@ -429,14 +429,46 @@ def explain_images(
                             threads or default_threads())
 
 
+@dataclass
+class CamMap:
+    """One photo's Grad-CAM map (``[h, w]`` in [0, 1]) and score, or why it failed."""
+
+    source: Path
+    cam: np.ndarray | None = None
+    score: float | None = None
+    peak: float | None = None  # raw Grad-CAM maximum, in score units
+    flat: bool = False
+    error: str | None = None
+
+
+def cam_maps(model: VNet, sources: Sequence[Path], layer: str, batch_size: int,
+             pool: ThreadPoolExecutor) -> Iterator[list[CamMap]]:
+    """Grad-CAM maps of image files: one list per batch, in input order.
+
+    Files are decoded in ``pool``, exactly as ``memo score`` feeds them to the model.
+    """
+    cfg = model.cfg
+    transform = eval_transform(cfg)
+    with GradCAM(model, layer) as gcam:
+        for start in range(0, len(sources), batch_size):
+            batch = sources[start:start + batch_size]
+            decoded = list(pool.map(lambda p: _net_input(p, transform, cfg.input_size), batch))
+            maps = [CamMap(path, error=reason)
+                    for path, (_, reason) in zip(batch, decoded, strict=True)]
+            ok = [i for i, (tensor, _) in enumerate(decoded) if tensor is not None]
+            if ok:
+                cams = gcam(torch.stack([decoded[i][0] for i in ok]))
+                for j, i in enumerate(ok):
+                    maps[i] = CamMap(batch[i], cams.cams[j].numpy(), float(cams.scores[j]),
+                                     float(cams.peaks[j]), bool(cams.flat[j]))
+            yield maps
+
+
 def _explain_batches(model: VNet, model_id: str, sources: list[Path], targets: list[Path],
                      layer: str, alpha: float, side_by_side: bool, heatmap_only: bool,
                      batch_size: int, threads: int) -> Iterator[Explained]:
-    cfg = model.cfg
-    transform = eval_transform(cfg)
-
-    def finish(path: Path, target: Path, cam: np.ndarray, score: float, peak: float,
-               flat: bool) -> Explained:
+    def finish(m: CamMap, target: Path) -> Explained:
+        path, cam, score, peak, flat = m.source, m.cam, m.score, m.peak, m.flat
         try:
             image = np.asarray(load_image(path))  # full size, EXIF-upright RGB
         except DECODE_ERRORS as e:
@@ -456,25 +488,12 @@ def _explain_batches(model: VNet, model_id: str, sources: list[Path], targets: l
                              error=f"cannot write {target}: {e.strerror or e}")
         return Explained(path, target, score, peak, flat)
 
-    with ThreadPoolExecutor(threads) as pool, GradCAM(model, layer) as gcam:
-        for start in range(0, len(sources), batch_size):
-            batch = sources[start:start + batch_size]
-            batch_targets = targets[start:start + batch_size]
-            decoded = list(pool.map(lambda p: _net_input(p, transform, cfg.input_size), batch))
-            ok = [i for i, (tensor, _) in enumerate(decoded) if tensor is not None]
-            results: dict[int, Explained | Future] = {
-                i: Explained(batch[i], error=reason)
-                for i, (tensor, reason) in enumerate(decoded) if tensor is None
-            }
-            if ok:
-                cams = gcam(torch.stack([decoded[i][0] for i in ok]))
-                jobs = {
-                    i: pool.submit(finish, batch[i], batch_targets[i], cams.cams[j].numpy(),
-                                   float(cams.scores[j]), float(cams.peaks[j]),
-                                   bool(cams.flat[j]))
-                    for j, i in enumerate(ok)
-                }
-                results.update(jobs)
-            for i in range(len(batch)):
-                result = results[i]
-                yield result.result() if isinstance(result, Future) else result
+    done = 0
+    with ThreadPoolExecutor(threads) as pool:
+        for maps in cam_maps(model, sources, layer, batch_size, pool):
+            jobs = [pool.submit(finish, m, targets[done + k]) if m.error is None else m
+                    for k, m in enumerate(maps)]
+            done += len(maps)
+            for job in jobs:
+                yield job.result() if isinstance(job, Future) else Explained(job.source,
+                                                                             error=job.error)

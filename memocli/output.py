@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -14,7 +14,7 @@ from .score import Ranked
 
 #: Columns of ``memo export`` (CSV header, JSON keys), in order. Documented in docs/scoring.md.
 COLUMNS = ("rank", "path", "score", "percentile", "content_hash", "width", "height",
-           "date_taken", "camera", "model_id", "raw_score")
+           "date_taken", "camera", "model_id", "raw_score", "burst")
 
 
 def to_row(r: Ranked, model_id: str) -> dict[str, Any]:
@@ -32,6 +32,7 @@ def to_row(r: Ranked, model_id: str) -> dict[str, Any]:
         "camera": f.meta.camera,
         "model_id": model_id,
         "raw_score": round(f.raw_score, 6),
+        "burst": r.burst,
     }
 
 
@@ -50,19 +51,30 @@ def write_json(ranked: Sequence[Ranked], model_id: str, out: IO[str]) -> None:
 WRITERS = {"csv": write_csv, "json": write_json}
 
 
-def write_file(ranked: Sequence[Ranked], model_id: str, out: str | os.PathLike,
-               fmt: str) -> None:
-    """Write ``ranked`` to ``out`` atomically (temp file + rename), as CSV or JSON."""
+@contextmanager
+def atomic_text(out: str | os.PathLike) -> Iterator[IO[str]]:
+    """A UTF-8 text file that replaces ``out`` only once it is complete (temp + rename).
+
+    The temporary file is opened with ``open`` (not ``mkstemp``, whose mode is 0600), so
+    ``out`` gets the permissions the umask gives.
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            WRITERS[fmt](ranked, model_id, f)
+        with open(tmp, "x", newline="", encoding="utf-8") as f:
+            yield f
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_file(ranked: Sequence[Ranked], model_id: str, out: str | os.PathLike,
+               fmt: str) -> None:
+    """Write ``ranked`` to ``out`` atomically (temp file + rename), as CSV or JSON."""
+    with atomic_text(out) as f:
+        WRITERS[fmt](ranked, model_id, f)
 
 
 _HEADERS = ("Rank", "Score", "Pct", "Path", "Taken", "Camera")

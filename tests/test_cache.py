@@ -53,7 +53,7 @@ def test_migrations_run_once_and_upgrade_an_old_cache(tmp_path, monkeypatch):
         assert "images" not in c.db.table_names()
     monkeypatch.undo()
     db = sqlite_utils.Database(path)
-    assert cache_mod.migrate(db) == ["m002_images", "m003_checkpoints"]
+    assert cache_mod.migrate(db) == [m.__name__ for m in cache_mod.MIGRATIONS[1:]]
     assert cache_mod.migrate(db) == []  # nothing twice
     db.close()
     with Cache(path) as c:
@@ -107,13 +107,16 @@ def test_prune_forgets_missing_files_and_unreferenced_scores(tmp_path):
         c.record_files([(str(keep), "shared", 1, 1), (str(tmp_path / "copy.jpg"), "shared", 1, 1),
                         (str(tmp_path / "gone.jpg"), "lonely", 1, 1)],
                        {"shared": ImageMeta(), "lonely": ImageMeta()})
-        c.record_scores("m", [("shared", 0.5), ("lonely", 0.6)])
+        c.record_scores("m", [("shared", 0.5), ("lonely", 0.6)],
+                        [("shared", b"\0\0"), ("lonely", b"\0\0")])
         c.remember_checkpoint(str(tmp_path / "old.pt"), 1, 1, "m")
-        assert c.prune(dry_run=True) == {"files": 2, "checkpoints": 1, "scores": 1, "images": 1}
+        removed = {"files": 2, "checkpoints": 1, "scores": 1, "images": 1, "features": 1}
+        assert c.prune(dry_run=True) == removed
         assert c.info()["rows"]["files"] == 3  # dry run changed nothing
-        assert c.prune() == {"files": 2, "checkpoints": 1, "scores": 1, "images": 1}
+        assert c.prune() == removed
         rows = c.info()["rows"]
-        assert rows == {"files": 1, "images": 1, "scores": 1, "checkpoints": 0}
+        assert rows == {"files": 1, "images": 1, "scores": 1, "checkpoints": 0, "features": 1}
+        assert list(c.features(["shared", "lonely"], "m")) == ["shared"]
         assert c.lookup_paths([str(keep)], "m")[str(keep)].score == 0.5
 
 

@@ -1,0 +1,75 @@
+"""``memo report``: an HTML contact sheet of the ranked photos, bursts grouped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import burst_options, echo_err
+from .score_cmds import _finish, _progress, _run_scoring, _scoring_options
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True),
+                metavar="PATH...")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
+              default="memo-report.html", show_default=True,
+              help="HTML file to write (replaced atomically).")
+@click.option("--heatmaps", "n_heatmaps", type=click.IntRange(min=0), default=12,
+              show_default=True, metavar="K",
+              help="Grad-CAM overlays for the K most memorable photos, one per burst "
+                   "(0: none).")
+@click.option("--title", help="Page title [default: memo report: PATH...].")
+@burst_options
+@_scoring_options
+def report(inputs, out, n_heatmaps, title, burst_seconds, burst_similarity, **scoring):
+    """Write an HTML contact sheet of the photos, most memorable first.
+
+    One self-contained file (thumbnails embedded, no network needed): a grid of the
+    photos with rank, score, percentile, date taken and camera; bursts (photos taken
+    seconds apart that look alike) grouped with their best frame marked; a histogram
+    of the scores; Grad-CAM heatmaps of the top K on hover or click. Scoring works as
+    in memo score (same cache and options).
+
+    \b
+    Examples:
+      memo report ~/Photos/2026-trip --out trip.html
+      memo report samples/ --heatmaps 3 --out samples.html
+      memo report ~/Photos --burst-seconds 10 --title "Summer 2026"
+    """
+    from ..bursts import rank_bursts
+    from ..files import default_weights_path
+    from ..report import grad_cams, make_thumbs, write_report
+
+    result = _run_scoring(inputs, **scoring, with_features=True)
+    weights, silent = scoring["weights"], scoring["silent"]
+    ranked = rank_bursts(result.files, burst_seconds, burst_similarity)
+    best = [r.item.path for r in ranked if r.burst == r.rank][:n_heatmaps]
+    cams, failed = {}, 0
+    if best:
+        maps = grad_cams(weights or default_weights_path(), scoring["device"], best,
+                         min(scoring["batch_size"], 16))
+        for path, m in maps.items():
+            if m.error is None:
+                cams[path] = m.cam
+            else:
+                failed += 1
+                echo_err(f"no heatmap for {path}: {m.error}")
+    with _progress(silent).stage(len(ranked), "thumbnails") as advance:
+        thumbs = make_thumbs(ranked, cams, advance)
+    for r, thumb in zip(ranked, thumbs, strict=True):
+        if thumb.error:
+            echo_err(f"no thumbnail for {r.item.path}: {thumb.error}")
+    title = title or "memo report: " + ", ".join(inputs)
+    try:
+        size = write_report(ranked, thumbs, result.model_id, title, out)
+    except OSError as e:
+        raise click.ClickException(f"{out}: cannot write: {e.strerror or e}") from None
+    if not silent:
+        echo_err(f"wrote {out}: {len(ranked)} photo(s), {len(cams)} heatmap(s), "
+                 f"{size / 1e6:.1f} MB")
+    _finish(result, failed)
+
+
+COMMANDS = [report]
