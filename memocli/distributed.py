@@ -70,11 +70,6 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier(group=_object_group)
-
-
 def gather(obj: T) -> list[T]:
     """Every rank's ``obj``, in rank order (``[obj]`` for a single process)."""
     if not dist.is_initialized():
