@@ -6,6 +6,7 @@ import csv
 import hashlib
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from .errors import MemoError
 from .registry import ModelConfig
 
 # Refuse images whose declared size would need absurd memory to decode (≈ 180 MP).
+# Pillow raises above twice this and only warns in between: load_image refuses both.
 Image.MAX_IMAGE_PIXELS = 180_000_000
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,13 @@ class DatasetError(MemoError):
         super().__init__(f"dataset has {len(problems)} problem(s):\n  {shown}{more}")
 
 
+def refuse_oversized(img: Image.Image) -> None:
+    """Raise ``DecompressionBombError`` for an image over ``Image.MAX_IMAGE_PIXELS``."""
+    w, h = img.size
+    if w * h > Image.MAX_IMAGE_PIXELS:
+        raise Image.DecompressionBombError(f"{w}x{h} pixels")
+
+
 def load_image(path: str | os.PathLike, min_side: int | None = None) -> Image.Image:
     """Decode an image as upright RGB.
 
@@ -44,6 +54,7 @@ def load_image(path: str | os.PathLike, min_side: int | None = None) -> Image.Im
     decoding a 12 MP photo in full and shrinking it).
     """
     with Image.open(path) as img:
+        refuse_oversized(img)
         if min_side and img.format == "JPEG":
             w, h = img.size
             scale = min(w, h) / min_side
@@ -67,7 +78,8 @@ DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 def describe_decode_error(error: BaseException) -> str:
     """A short, user-facing reason for an image that could not be decoded."""
     if isinstance(error, Image.DecompressionBombError):
-        return "refused: image too large to decode safely (decompression bomb guard)"
+        limit = Image.MAX_IMAGE_PIXELS // 1_000_000
+        return f"refused: image too large to decode safely (over {limit} megapixels)"
     if isinstance(error, FileNotFoundError):
         return "file vanished before it could be read"
     if isinstance(error, PermissionError):
@@ -124,11 +136,9 @@ def _check_image(path: Path) -> str | None:
         return "no such image file"
     try:
         with Image.open(path) as img:
-            img.size  # noqa: B018 - parsing the header is the check
-    except Image.DecompressionBombError:
-        return "image too large (decompression bomb guard)"
-    except (OSError, SyntaxError, ValueError) as e:
-        return f"not a readable image ({e.__class__.__name__})"
+            refuse_oversized(img)
+    except DECODE_ERRORS as e:
+        return describe_decode_error(e)
     return None
 
 

@@ -1,4 +1,4 @@
-"""Torch-free file helpers shared by scoring and checkpoints: content hashes, default weights."""
+"""Torch-free file helpers: content hashes, default weights, paths fit to print."""
 
 from __future__ import annotations
 
@@ -32,3 +32,11 @@ def default_weights_path() -> Path:
             "(train one with `memo train`)"
         )
     return path
+
+
+def printable(path: str | os.PathLike) -> str:
+    """``path`` fit for one terminal line: control characters escaped (``\\n``), the rest kept."""
+    text = os.fspath(path)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

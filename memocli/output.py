@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from .files import printable
 from .score import Ranked
 
 #: Columns of ``memo export`` (CSV header, JSON keys), in order. Documented in docs/scoring.md.
@@ -90,7 +91,7 @@ def _cells(ranked: Sequence[Ranked]) -> list[tuple[str, ...] | None]:
             rows.append(None)
         previous = r.rank
         f = r.item
-        rows.append((str(r.rank), f"{f.score:.3f}", f"{r.percentile:.1f}", f.path,
+        rows.append((str(r.rank), f"{f.score:.3f}", f"{r.percentile:.1f}", printable(f.path),
                      (f.meta.taken_at or "").replace("T", " "), f.meta.camera or ""))
     return rows
 

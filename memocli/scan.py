@@ -66,6 +66,9 @@ class _Walker:
         self._seen_files: set[tuple[int, int]] = set()
 
     def add_file(self, path: str, st: os.stat_result, relpath: str) -> None:
+        if st.st_size == 0:
+            self.result.problems.append((path, "empty file (0 bytes)"))
+            return
         key = (st.st_dev, st.st_ino)
         if st.st_ino and key in self._seen_files:
             return

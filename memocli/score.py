@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from .cache import Cache, ImageMeta
-from .errors import MemoError
-from .files import default_weights_path, hash_file
+from .errors import Interrupted, MemoError
+from .files import default_weights_path, hash_file, printable
 from .scan import FoundFile, scan
 from .shard import Shard
 
@@ -158,9 +158,24 @@ class Progress:
             yield bar.update
 
 
+@dataclass
+class Skips:
+    """Files that cannot be scored: each reported as it is found; ``strict`` stops at the first."""
+
+    progress: Progress
+    strict: bool = False
+    items: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, path: str, reason: str) -> None:
+        """Record ``path`` as skipped for ``reason`` (or, when strict, stop the run)."""
+        if self.strict:
+            raise MemoError(f"{printable(path)}: {reason} (stopped: --strict)")
+        self.items.append((path, reason))
+        self.progress.echo(f"skipped {printable(path)}: {reason}")
+
+
 def _hash_stage(cache: Cache, entries: list[_Entry], todo: list[_Entry], model_id: str,
-                problems: list[tuple[str, str]], progress: Progress,
-                pool: ThreadPoolExecutor) -> int:
+                skips: Skips, progress: Progress, pool: ThreadPoolExecutor) -> int:
     """Hash ``todo`` and describe contents without metadata, committing per batch."""
     from .exif import read_image_meta
 
@@ -178,8 +193,7 @@ def _hash_stage(cache: Cache, entries: list[_Entry], todo: list[_Entry], model_i
                     hashed += 1
                 else:
                     entry.failed = True
-                    problems.append((entry.found.path, reason))
-                    progress.echo(f"skipped {entry.found.path}: {reason}")
+                    skips.add(entry.found.path, reason)
             ok = [e for e in to_hash if not e.failed]
             known = cache.lookup_contents([e.content_hash for e in ok], model_id)
             for e in ok:
@@ -215,8 +229,7 @@ def _try_hash(entry: _Entry) -> tuple[str | None, str | None]:
 
 
 def _model_stage(cache: Cache, source: ModelSource, entries: list[_Entry],
-                 problems: list[tuple[str, str]], progress: Progress,
-                 batch_size: int, workers: int | None, precision: str,
+                 skips: Skips, progress: Progress, batch_size: int, workers: int | None, precision: str,
                  with_features: bool = False) -> tuple[int, int]:
     """Run the model on contents without a score (or features); commit batch by batch."""
     by_hash: dict[str, list[_Entry]] = {}
@@ -247,13 +260,11 @@ def _model_stage(cache: Cache, source: ModelSource, entries: list[_Entry],
                 for i, reason in batch.failures:
                     for e in by_hash[hashes[i]]:
                         e.failed = True
-                        problems.append((e.found.path, reason))
-                        progress.echo(f"skipped {e.found.path}: {reason}")
+                        skips.add(e.found.path, reason)
                 advance(len(batch.indices) + len(batch.failures))
     except KeyboardInterrupt:
-        progress.echo(f"interrupted: the {scored} new score(s) so far are saved; "
-                      "run the same command again to continue")
-        raise
+        raise Interrupted(f"interrupted: the {scored} new score(s) so far are saved; "
+                          "run the same command again to continue") from None
     return scored, scored_files
 
 
@@ -269,6 +280,7 @@ def score_paths(
     progress: Progress | None = None,
     with_features: bool = False,
     shard: Shard | None = None,
+    strict: bool = False,
 ) -> ScoreReport:
     """Score every image under ``inputs``, using and filling ``cache``.
 
@@ -285,24 +297,27 @@ def score_paths(
         with_features: also give each file its feature vector (for bursts); contents
             scored before features were stored meet the model once more to get one.
         shard: score only this shard of the files found (:mod:`memocli.shard`).
+        strict: stop with a :class:`MemoError` at the first file that cannot be scored
+            (scores saved until then stay saved).
 
     Returns:
         A :class:`ScoreReport`; files that could not be read or decoded are in its
         ``problems`` (and were reported through ``progress.echo`` as they happened).
 
     Raises:
-        MemoError: no images found, or an unusable checkpoint or cache.
+        MemoError: no images found, an unusable checkpoint or cache, or (``strict``) a
+            file that cannot be scored.
     """
     progress = progress or Progress()
     inputs = list(inputs)
     found = scan(inputs, include_hidden=include_hidden)
-    problems = list(found.problems)
-    for path, reason in found.problems:
-        progress.echo(f"skipped {path}: {reason}")
     if not found.files:
-        where = ", ".join(os.fspath(p) for p in inputs)
-        raise MemoError(f"no images found in {where}" + (
-            "; " + "; ".join(f"{p}: {r}" for p, r in problems[:3]) if problems else ""))
+        where = ", ".join(printable(os.fspath(p)) for p in inputs)
+        raise MemoError(f"no images found in {where}" + "".join(
+            f"; {printable(p)}: {r}" for p, r in found.problems[:3]))
+    skips = Skips(progress, strict)
+    for path, reason in found.problems:
+        skips.add(path, reason)
     mine = shard.select(found.files) if shard else found.files
     if shard:
         progress.echo(f"shard {shard}: {len(mine)} of the {len(found.files)} photo(s) found")
@@ -319,21 +334,20 @@ def score_paths(
     hashed = 0
     if todo or any(e.meta is None for e in entries):
         with ThreadPoolExecutor(_IO_THREADS) as pool:
-            hashed = _hash_stage(cache, entries, todo, source.model_id, problems, progress,
-                                 pool)
+            hashed = _hash_stage(cache, entries, todo, source.model_id, skips, progress, pool)
     if with_features:
         stored = cache.features([e.content_hash for e in entries if not e.failed],
                                 source.model_id)
         for e in entries:
             e.features = stored.get(e.content_hash)
-    scored, scored_files = _model_stage(cache, source, entries, problems, progress,
+    scored, scored_files = _model_stage(cache, source, entries, skips, progress,
                                         batch_size, workers, precision, with_features)
     files = [
         ScoredFile(e.found.path, e.found.abspath, e.content_hash, e.score,
                    e.meta or ImageMeta(), e.features)
         for e in entries if not e.failed and e.score is not None
     ]
-    return ScoreReport(files=files, problems=problems, model_id=source.model_id,
+    return ScoreReport(files=files, problems=skips.items, model_id=source.model_id,
                        found=len(entries), hashed=hashed, scored=scored,
                        scored_files=scored_files)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..files import printable
 from ..registry import DEFAULT_MODEL, MODELS
 from .options import device_option, echo_err
 
@@ -91,12 +92,14 @@ def write_explanations(images, out: Path | None, weights: str | None, device: st
     failed = 0
     for result in explain_images(loaded, sources, out, **options):
         if result.ok:
-            click.echo(f"{result.source} -> {result.output}  (score {result.score:.2f})")
+            click.echo(f"{printable(result.source)} -> {printable(result.output)}  "
+                       f"(score {result.score:.2f})")
             if result.flat:
-                echo_err(f"{result.source}: flat map, no region raises the score at {layer}")
+                echo_err(f"{printable(result.source)}: flat map, no region raises the score "
+                         f"at {layer}")
         else:
             failed += 1
-            echo_err(f"{result.source}: {result.error}")
+            echo_err(f"{printable(result.source)}: {result.error}")
     return failed
 
 

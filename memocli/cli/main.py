@@ -19,8 +19,8 @@ class MemoGroup(click.Group):
             return super().invoke(ctx)
         except MemoError as e:
             raise click.ClickException(str(e)) from None
-        except KeyboardInterrupt:
-            click.echo("\ninterrupted", err=True)
+        except KeyboardInterrupt as e:  # an Interrupted says what was saved
+            click.echo(f"\n{e or 'interrupted'}", err=True)
             sys.exit(130)
 
 

@@ -50,8 +50,14 @@ class ShardType(click.ParamType):
 
 
 def _scoring_options(f):
-    """Options every command that scores shares: model, cache, scan, batching, device."""
+    """Options every command that scores shares: model, cache, scan, batching, device.
+
+    The command receives them as keyword arguments to hand to :func:`_run_scoring` whole.
+    """
     f = silent_option(f)
+    f = click.option("--strict", is_flag=True,
+                     help="Stop at the first file that cannot be scored (exit status 1); "
+                          "by default such files are reported and skipped.")(f)
     f = precision_option()(f)
     f = device_option(f)
     f = batch_options(f)
@@ -89,14 +95,14 @@ def _progress(silent: bool):
 
 
 def _run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_size, workers,
-                 device, precision, silent, with_features=False):
+                 device, precision, strict, silent, with_features=False):
     from ..score import score_paths
 
     with _open_cache(cache_path, no_cache) as cache:
         report = score_paths(inputs, cache, weights=weights, device=device,
                              batch_size=batch_size, workers=workers, include_hidden=hidden,
                              precision=precision, progress=_progress(silent),
-                             with_features=with_features, shard=shard)
+                             with_features=with_features, shard=shard, strict=strict)
     if not silent:
         echo_err(f"{len(report.files)} photo(s): {report.from_cache} from the cache, "
                  f"{report.scored_files} scored now (model {report.model_id})")
@@ -139,8 +145,7 @@ def _finish(report, failed_heatmaps: int = 0) -> None:
 @burst_options
 @_scoring_options
 def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
-          burst_similarity, weights, cache_path, no_cache, hidden, shard, batch_size, workers,
-          device, precision, silent):
+          burst_similarity, **scoring):
     """Rank photos by predicted memorability.
 
     PATH... are image files and folders; folders are searched recursively for
@@ -167,8 +172,7 @@ def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
     from ..score import rank, select
 
     bursts = one_per_burst or fmt != "table"  # JSON and CSV rows have a burst column
-    report = _run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_size,
-                          workers, device, precision, silent, with_features=bursts)
+    report = _run_scoring(inputs, **scoring, with_features=bursts)
     ranked = (rank_bursts(report.files, burst_seconds, burst_similarity, one_per_burst)
               if bursts else rank(report.files))
     shown = select(ranked, top, bottom)
@@ -186,8 +190,9 @@ def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
 
         # heatmap lines go to stderr: stdout stays the ranked data
         with contextlib.redirect_stdout(sys.stderr):
-            failed_heatmaps = write_explanations([r.item.path for r in shown], explain_dir,
-                                                 weights, device, batch_size=min(batch_size, 16))
+            failed_heatmaps = write_explanations(
+                [r.item.path for r in shown], explain_dir, scoring["weights"],
+                scoring["device"], batch_size=min(scoring["batch_size"], 16))
     _finish(report, failed_heatmaps)
 
 
@@ -200,9 +205,7 @@ def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
 @_one_per_burst_option
 @burst_options
 @_scoring_options
-def export(inputs, out, fmt, one_per_burst, burst_seconds, burst_similarity, weights,
-           cache_path, no_cache, hidden, shard, batch_size, workers, device, precision,
-           silent):
+def export(inputs, out, fmt, one_per_burst, burst_seconds, burst_similarity, **scoring):
     """Write the ranks of every photo under PATH... to OUT (CSV or JSON).
 
     Photos without a cached score for the model are scored first. One row per photo,
@@ -222,8 +225,7 @@ def export(inputs, out, fmt, one_per_burst, burst_seconds, burst_similarity, wei
     from ..output import WRITERS, write_file
 
     fmt = fmt or ("json" if out.lower().endswith(".json") else "csv")
-    report = _run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_size,
-                          workers, device, precision, silent, with_features=True)
+    report = _run_scoring(inputs, **scoring, with_features=True)
     ranked = rank_bursts(report.files, burst_seconds, burst_similarity, one_per_burst)
     if out == "-":
         WRITERS[fmt](ranked, report.model_id, sys.stdout)
@@ -232,7 +234,7 @@ def export(inputs, out, fmt, one_per_burst, burst_seconds, burst_similarity, wei
             write_file(ranked, report.model_id, out, fmt)
         except OSError as e:
             raise click.ClickException(f"{out}: cannot write: {e.strerror or e}") from None
-        if not silent:
+        if not scoring["silent"]:
             echo_err(f"wrote {len(ranked)} row(s) to {out}")
     _finish(report)
 
