@@ -9,7 +9,9 @@ once by upscaling some of them — it runs, alternating, as separate processes:
   photo at a time; see ``resmem_score.py``),
 * ``memo score`` again on the now-warm cache (re-scan of unchanged photos),
 
-and prints photos/s, the peak resident memory of each process tree, and memo/ResMem. With
+and prints photos/s, the peak resident memory of each process tree, and memo/ResMem.
+Photos/s leave out each tool's start-up (Python, torch, loading the model), measured once on
+a single photo, so sets of different sizes compare fairly; the wall time includes it. With
 ``--fp32`` it also runs memo with ``--precision fp32`` and reports the largest score
 difference from the default precision. Needs ``pip install resmem``; installs nothing and is
 not part of ``make test``. Record results in ``docs/performance.md``.
@@ -100,6 +102,24 @@ def scores_by_name(csv_text: str) -> dict[str, float]:
     return {Path(r["path"]).name: float(r["raw_score"]) for r in csv.DictReader(csv_text.splitlines())}
 
 
+def startups(small: Path, work: Path, device: str) -> dict[str, float]:
+    """Seconds each tool needs before its first photo: a cold run on a one-photo folder."""
+    one = work / "one"
+    shutil.rmtree(one, ignore_errors=True)
+    one.mkdir()
+    first = min(small.iterdir())
+    os.symlink(first.resolve(), one / first.name)
+    db = work / "one.db"
+    for stale in work.glob("one.db*"):
+        stale.unlink()
+    return {"memo": timed(memo_cmd(one, db, device)).seconds,
+            "resmem": timed(resmem_cmd(one, device)).seconds}
+
+
+def resmem_cmd(folder: Path, device: str) -> list[str]:
+    return [sys.executable, str(HERE / "resmem_score.py"), str(folder), "--device", device]
+
+
 def bench_set(name: str, folder: Path, work: Path, device: str, fp32: bool) -> dict:
     n = len(list(folder.iterdir()))
     db = work / f"{name}.db"
@@ -108,8 +128,7 @@ def bench_set(name: str, folder: Path, work: Path, device: str, fp32: bool) -> d
     print(f"[{name}] {n} photos: memo first scan ...", file=sys.stderr, flush=True)
     first = timed(memo_cmd(folder, db, device))
     print(f"[{name}] ResMem ...", file=sys.stderr, flush=True)
-    resmem = timed([sys.executable, str(HERE / "resmem_score.py"), str(folder), "--device",
-                    device])
+    resmem = timed(resmem_cmd(folder, device))
     print(f"[{name}] memo cached re-scan ...", file=sys.stderr, flush=True)
     cached = timed(memo_cmd(folder, db, device))
     row = {"set": name, "photos": n, "first": first, "cached": cached, "resmem": resmem}
@@ -150,26 +169,34 @@ def main() -> None:
     sets = [("photos", small)]
     if args.big:
         sets.append(("12mp", make_big(small, args.big, work / f"big-{BIG_SIZE[0]}")))
+    print("start-up of each tool (one photo) ...", file=sys.stderr, flush=True)
+    start = startups(small, work, args.device)
     rows = [bench_set(name, folder, work, args.device, args.fp32) for name, folder in sets]
 
+    def rate(run: Run, n: int, tool: str = "memo") -> float:
+        return n / max(run.seconds - start[tool], 1e-9)
+
     print(f"machine: {machine()}; --device {args.device}")
-    header = (f"{'set':<7} {'photos':>6} {'memo img/s':>10} {'ResMem img/s':>12} {'ratio':>6} "
-              f"{'re-scan s':>9} {'memo MiB':>8} {'ResMem MiB':>10}")
+    print(f"start-up: memo {start['memo']:.1f} s, ResMem {start['resmem']:.1f} s")
+    header = (f"{'set':<7} {'photos':>6} {'memo s':>7} {'memo img/s':>10} {'ResMem s':>8} "
+              f"{'ResMem img/s':>12} {'ratio':>6} {'re-scan s':>9} {'memo MiB':>8} "
+              f"{'ResMem MiB':>10}")
     if args.fp32:
         header += f" {'fp32 img/s':>10} {'max |d|':>8}"
     print(header)
     for r in rows:
         n = r["photos"]
-        memo_rate, resmem_rate = n / r["first"].seconds, n / r["resmem"].seconds
-        line = (f"{r['set']:<7} {n:>6} {memo_rate:>10.1f} {resmem_rate:>12.1f} "
+        memo_rate, resmem_rate = rate(r["first"], n), rate(r["resmem"], n, "resmem")
+        line = (f"{r['set']:<7} {n:>6} {r['first'].seconds:>7.1f} {memo_rate:>10.1f} "
+                f"{r['resmem'].seconds:>8.1f} {resmem_rate:>12.1f} "
                 f"{memo_rate / resmem_rate:>5.1f}x {r['cached'].seconds:>9.2f} "
                 f"{r['first'].peak_mib:>8.0f} {r['resmem'].peak_mib:>10.0f}")
         if args.fp32:
-            line += f" {n / r['fp32'].seconds:>10.1f} {r['max_diff']:>8.4f}"
+            line += f" {rate(r['fp32'], n):>10.1f} {r['max_diff']:>8.4f}"
         print(line)
     if len(rows) == 2:
-        ratio = (rows[1]["photos"] / rows[1]["first"].seconds) / (
-            rows[0]["photos"] / rows[0]["first"].seconds)
+        ratio = rate(rows[1]["first"], rows[1]["photos"]) / rate(rows[0]["first"],
+                                                                rows[0]["photos"])
         print(f"12 MP photos are scored at {ratio:.0%} of the rate of small ones")
 
 

@@ -83,6 +83,11 @@ def forward(model: VNet, x: torch.Tensor, dtype: torch.dtype | None
     return model.head(pooled).float(), pooled
 
 
+def default_batch_size(device: torch.device) -> int:
+    """Images per batch: 16 on a CPU (faster there than 32: ``docs/performance.md``), else 64."""
+    return 16 if device.type == "cpu" else 64
+
+
 def default_workers(n_files: int, batch_size: int) -> int:
     """Decode workers: none for tiny jobs, else up to one per spare core (max 8)."""
     if n_files <= batch_size:
@@ -94,7 +99,7 @@ def iter_predictions(
     model: VNet,
     paths: Sequence[Path],
     device: torch.device,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     workers: int | None = None,
     precision: str = "auto",
 ) -> Iterator[BatchResult]:
@@ -104,6 +109,7 @@ def iter_predictions(
     Yields one :class:`BatchResult` per batch, in order, so callers can save as they go.
     """
     cfg = model.cfg
+    batch_size = batch_size or default_batch_size(device)
     dtype = pick_dtype(precision, device)
     memory_format = torch.channels_last if device.type in ("cpu", "cuda") else None
     if memory_format:  # faster convolutions on both; MPS's support is patchy

@@ -229,7 +229,8 @@ def _try_hash(entry: _Entry) -> tuple[str | None, str | None]:
 
 
 def _model_stage(cache: Cache, source: ModelSource, entries: list[_Entry],
-                 skips: Skips, progress: Progress, batch_size: int, workers: int | None, precision: str,
+                 skips: Skips, progress: Progress, batch_size: int | None,
+                 workers: int | None, precision: str,
                  with_features: bool = False) -> tuple[int, int]:
     """Run the model on contents without a score (or features); commit batch by batch."""
     by_hash: dict[str, list[_Entry]] = {}
@@ -273,7 +274,7 @@ def score_paths(
     cache: Cache,
     weights: str | os.PathLike | None = None,
     device: str = "auto",
-    batch_size: int = 32,
+    batch_size: int | None = None,
     workers: int | None = None,
     precision: str = "auto",
     include_hidden: bool = False,
@@ -289,7 +290,8 @@ def score_paths(
         cache: the score cache (``Cache(None)`` for a throw-away one).
         weights: memo checkpoint; default :func:`memocli.files.default_weights_path`.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-        batch_size: images per model batch (and per committed transaction).
+        batch_size: images per model batch and committed transaction (None: per device,
+            :func:`memocli.inference.default_batch_size`).
         workers: image decoding processes (None: automatic).
         precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (:func:`memocli.device.pick_dtype`).
         include_hidden: also look inside hidden folders.

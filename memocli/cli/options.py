@@ -40,12 +40,18 @@ def silent_option(f):
     return click.option("-s", "--silent", is_flag=True, help="No progress bars.")(f)
 
 
-def batch_options(f):
-    """``--batch-size`` and ``--workers``."""
-    f = click.option("--workers", type=click.IntRange(min=0), default=None,
-                     help="Image decoding processes [default: one per spare core, max 8].")(f)
-    return click.option("--batch-size", type=click.IntRange(min=1), default=32,
-                        show_default=True, help="Images per batch.")(f)
+def batch_options(default: int | None = 32):
+    """``--batch-size`` (None: per device, see memocli.inference) and ``--workers``."""
+
+    def decorate(f):
+        f = click.option("--workers", type=click.IntRange(min=0), default=None,
+                         help="Image decoding processes [default: one per spare core, "
+                              "max 8].")(f)
+        shown = default if default is not None else "16 on a CPU, 64 on a GPU"
+        return click.option("--batch-size", type=click.IntRange(min=1), default=default,
+                            help=f"Images per batch [default: {shown}].")(f)
+
+    return decorate
 
 
 def echo_err(message: str) -> None:

@@ -39,7 +39,7 @@ def report(inputs, out, n_heatmaps, title, burst_seconds, burst_similarity, **sc
       memo report ~/Photos --burst-seconds 10 --title "Summer 2026"
     """
     from ..bursts import rank_bursts
-    from ..files import default_weights_path
+    from ..files import default_weights_path, printable
     from ..report import grad_cams, make_thumbs, write_report
 
     result = _run_scoring(inputs, **scoring, with_features=True)
@@ -49,18 +49,18 @@ def report(inputs, out, n_heatmaps, title, burst_seconds, burst_similarity, **sc
     cams, failed = {}, 0
     if best:
         maps = grad_cams(weights or default_weights_path(), scoring["device"], best,
-                         min(scoring["batch_size"], 16))
+                         min(scoring["batch_size"] or 16, 16))
         for path, m in maps.items():
             if m.error is None:
                 cams[path] = m.cam
             else:
                 failed += 1
-                echo_err(f"no heatmap for {path}: {m.error}")
+                echo_err(f"no heatmap for {printable(path)}: {m.error}")
     with _progress(silent).stage(len(ranked), "thumbnails") as advance:
         thumbs = make_thumbs(ranked, cams, advance)
     for r, thumb in zip(ranked, thumbs, strict=True):
         if thumb.error:
-            echo_err(f"no thumbnail for {r.item.path}: {thumb.error}")
+            echo_err(f"no thumbnail for {printable(r.item.path)}: {thumb.error}")
     title = title or "memo report: " + ", ".join(inputs)
     try:
         size = write_report(ranked, thumbs, result.model_id, title, out)

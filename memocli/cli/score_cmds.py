@@ -60,7 +60,7 @@ def _scoring_options(f):
                           "by default such files are reported and skipped.")(f)
     f = precision_option()(f)
     f = device_option(f)
-    f = batch_options(f)
+    f = batch_options(default=None)(f)
     f = click.option("--hidden", is_flag=True,
                      help="Also look inside hidden folders (names starting with '.').")(f)
     f = click.option("--shard", type=ShardType(), metavar="I/N",
@@ -192,7 +192,7 @@ def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
         with contextlib.redirect_stdout(sys.stderr):
             failed_heatmaps = write_explanations(
                 [r.item.path for r in shown], explain_dir, scoring["weights"],
-                scoring["device"], batch_size=min(scoring["batch_size"], 16))
+                scoring["device"], batch_size=min(scoring["batch_size"] or 16, 16))
     _finish(report, failed_heatmaps)
 
 

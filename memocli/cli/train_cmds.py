@@ -89,7 +89,7 @@ def _load_fold(data: str, fold: int):
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @model_option
 @_init_options
-@batch_options
+@batch_options()
 @device_option
 @silent_option
 def train(data, fold, folds_text, out, epochs, lr_max, weight_decay, train_stages, seed,
@@ -197,7 +197,7 @@ def _summarise(results: dict[int, dict]) -> dict[str, tuple[float, float]]:
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False),
               help="Also write path,target,prediction per image.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-@batch_options
+@batch_options()
 @device_option
 @precision_option(default="fp32")
 def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, device, precision):
@@ -249,7 +249,7 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
 @click.option("--end-lr", type=float, default=1.0, show_default=True)
 @model_option
 @_init_options
-@batch_options
+@batch_options()
 @device_option
 @silent_option
 def lr_find(data, fold, plot_path, steps, start_lr, end_lr, model_name, backbone_weights,
