@@ -64,3 +64,17 @@ def tiny_checkpoint_at(path: Path, seed: int = 0) -> Path:
 def tiny_checkpoint(tmp_path) -> Path:
     """A tiny V-Net checkpoint file (fast on CPU, input 64x64)."""
     return tiny_checkpoint_at(tmp_path / "tiny.pt")
+
+
+def interrupting(real, on_call: int, exc: type[BaseException] = KeyboardInterrupt):
+    """A stand-in for ``real`` that raises ``exc`` on its ``on_call``-th call (as Ctrl-C or
+    a crash would there) and otherwise calls through."""
+    calls = []
+
+    def stand_in(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == on_call:
+            raise exc
+        return real(*args, **kwargs)
+
+    return stand_in

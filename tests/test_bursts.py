@@ -121,15 +121,21 @@ def test_rank_bursts_names_each_burst_by_its_best_frame_and_can_keep_only_those(
 
 # --- end to end: features in the cache, the CLI options ------------------------------------
 
-@pytest.fixture
-def burst_library(tmp_path):
-    """Three frames of one burst, an unrelated photo taken in the same second, one untimed."""
-    lib = tmp_path / "lib"
+def write_burst_and_other(lib: Path) -> None:
+    """Three frames of one burst (shifted, relit) and an unrelated photo taken in the same
+    second: ``burst_0..2.jpg`` and ``other.jpg``."""
     t = "2026:03:01 10:00:0"
     scene(lib / "burst_0.jpg", 1, taken=t + "0")
     scene(lib / "burst_1.jpg", 1, shift=2, brightness=1.08, taken=t + "1")
     scene(lib / "burst_2.jpg", 1, shift=-2, brightness=0.94, taken=t + "2")
     scene(lib / "other.jpg", 2, taken=t + "1")
+
+
+@pytest.fixture
+def burst_library(tmp_path):
+    """:func:`write_burst_and_other`, and a photo without a time taken."""
+    lib = tmp_path / "lib"
+    write_burst_and_other(lib)
     scene(lib / "plain.jpg", 3)
     return lib
 

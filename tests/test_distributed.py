@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import interrupting
 from test_train import brightness_dataset
 
 from memocli import distributed
@@ -34,15 +35,8 @@ def test_torchrun_trains_like_one_process_and_resumes_its_run(tmp_path, monkeypa
 
     # fold 2 was interrupted during epoch 3 by a one-process run; torchrun resumes it
     runs = tmp_path / "ddp"
-    real_metrics, calls = train_module.regression_metrics, []
-
-    def interrupt_in_epoch_3(*a):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_metrics(*a)
-
-    monkeypatch.setattr(train_module, "regression_metrics", interrupt_in_epoch_3)
+    monkeypatch.setattr(train_module, "regression_metrics",
+                        interrupting(train_module.regression_metrics, 3))
     assert train_in_process(str(data), "--fold", "2", "--out", str(runs / "fold_2")).exit_code == 130
     monkeypatch.undo()
 

@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 from click.testing import CliRunner
-from conftest import write_photo
+from conftest import interrupting, write_photo
 
 from memocli import cache as cache_mod
 from memocli import merge as merge_mod
@@ -148,15 +148,7 @@ def test_a_failed_merge_leaves_the_destination_as_it_was(tmp_path, monkeypatch):
     dst = small_cache(tmp_path / "dst.db", {"a": 0.5})
     src = small_cache(tmp_path / "src.db", {"b": 0.6, "c": 0.7})
     before = dump(dst)
-    real, calls = merge_mod._merge_table, []
-
-    def crash_on_second_table(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(merge_mod, "_merge_table", crash_on_second_table)
+    monkeypatch.setattr(merge_mod, "_merge_table", interrupting(merge_mod._merge_table, 2))
     with pytest.raises(KeyboardInterrupt):
         merge_caches([src], dst)
     assert dump(dst) == before

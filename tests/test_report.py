@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import TEST_DEVICE, tiny_checkpoint_at, write_photo
 from PIL import Image
-from test_bursts import scene
+from test_bursts import scene, write_burst_and_other
 
 from memocli.cli import cli
 
@@ -66,11 +66,7 @@ def built(tmp_path_factory):
     """A report of a burst, an unrelated photo in the same second, others; and its export."""
     root = tmp_path_factory.mktemp("report")
     lib = root / "lib"
-    t = "2026:03:01 10:00:0"
-    scene(lib / "burst_0.jpg", 1, taken=t + "0")
-    scene(lib / "burst_1.jpg", 1, shift=2, brightness=1.08, taken=t + "1")
-    scene(lib / "burst_2.jpg", 1, shift=-2, brightness=0.94, taken=t + "2")
-    scene(lib / "other.jpg", 2, taken=t + "1")
+    write_burst_and_other(lib)
     scene(lib / WEIRD, 3)
     write_photo(lib / "wide.png", color=(30, 90, 200), size=(600, 300))
     ckpt = tiny_checkpoint_at(root / "tiny.pt")

@@ -1,4 +1,5 @@
 import math
+from itertools import pairwise
 
 import pytest
 import torch
@@ -14,10 +15,10 @@ def test_one_cycle_shape():
     assert f[0] == pytest.approx(1 / div)
     assert f[half] == pytest.approx(1.0)
     assert max(f) == pytest.approx(1.0)
-    assert all(a < b for a, b in zip(f[:half], f[1:half + 1]))           # warm-up rises
-    assert all(a > b for a, b in zip(f[half:cycle], f[half + 1:cycle]))  # then falls
+    assert all(a < b for a, b in pairwise(f[:half + 1]))                  # warm-up rises
+    assert all(a > b for a, b in pairwise(f[half:cycle]))                 # then falls
     assert f[cycle] <= 1 / div + 1e-9
-    assert all(a > b for a, b in zip(f[cycle:], f[cycle + 1:]))           # annihilation
+    assert all(a > b for a, b in pairwise(f[cycle:]))                     # annihilation
     assert f[-1] == pytest.approx(1 / final_div)
     assert min(f) == pytest.approx(1 / final_div)
 

@@ -7,6 +7,7 @@ import random
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import interrupting
 from PIL import Image
 
 from memocli.checkpoint import load_checkpoint
@@ -56,7 +57,7 @@ def test_frozen_backbone_training_learns_and_keeps_checkpoints(dataset, tmp_path
                  echo=lambda _: None)
     assert result["val_rho"] > 0.8
     assert result["test_rho"] > 0.8
-    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    rows = list(csv.DictReader((out / "metrics.csv").read_text().splitlines()))
     assert len(rows) == 12
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 12
@@ -73,15 +74,9 @@ def test_resume_continues_where_the_run_stopped(dataset, tmp_path, monkeypatch):
     out = tmp_path / "run"
     args = ["train", str(dataset), "--model", "vnet_tiny", "--out", str(out), "--lr-max", "3e-3",
             "--batch-size", "16", "--epochs", "4", "-s"]
-    real_metrics, calls = train_module.regression_metrics, []
-
-    def interrupt_in_epoch_3(*a):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_metrics(*a)
-
-    monkeypatch.setattr(train_module, "regression_metrics", interrupt_in_epoch_3)
+    real_metrics = train_module.regression_metrics
+    # the 3rd evaluation is epoch 3's
+    monkeypatch.setattr(train_module, "regression_metrics", interrupting(real_metrics, 3))
     runner = CliRunner()
     first = runner.invoke(cli, args)
     assert first.exit_code == 130
@@ -91,7 +86,7 @@ def test_resume_continues_where_the_run_stopped(dataset, tmp_path, monkeypatch):
     again = runner.invoke(cli, args + ["--resume"], catch_exceptions=False)
     assert again.exit_code == 0, again.output
     assert "at epoch 3" in again.stderr
-    epochs = [int(r["epoch"]) for r in csv.DictReader(open(out / "metrics.csv"))]
+    epochs = [int(r["epoch"]) for r in csv.DictReader((out / "metrics.csv").read_text().splitlines())]
     assert epochs == [1, 2, 3, 4]
     assert torch.load(out / "train_state.pt", weights_only=True)["epoch"] == 4
 
@@ -119,7 +114,7 @@ def test_train_cli_reports_folds_and_evaluate_agrees(dataset, tmp_path):
     assert ev.exit_code == 0
     metrics = json.loads(ev.output)
     assert metrics["rho"] == pytest.approx(summary["folds"]["1"]["test_rho"], abs=1e-4)
-    rows = list(csv.DictReader(open(preds)))
+    rows = list(csv.DictReader(preds.read_text().splitlines()))
     assert len(rows) == 32 and set(rows[0]) == {"path", "target", "prediction"}
 
 
