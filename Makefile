@@ -24,7 +24,8 @@ demo: setup
 	$(BIN)/memo score samples/ --top 10 --cache demo-out/memo.db
 	$(BIN)/memo export samples/ demo-out/ranks.csv --cache demo-out/memo.db
 	$(BIN)/memo explain "$$($(BIN)/python -c 'import csv; print(next(csv.DictReader(open("demo-out/ranks.csv")))["path"])')" --out demo-out/
-	@echo "wrote demo-out/ranks.csv and a heatmap of the top photo in demo-out/"
+	$(BIN)/memo report samples/ --out demo-out/report.html --cache demo-out/memo.db -s
+	@echo "wrote demo-out/ranks.csv, a heatmap of the top photo and demo-out/report.html"
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache
