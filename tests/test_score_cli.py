@@ -310,3 +310,13 @@ def test_exif_orientation_is_applied_before_scoring(tmp_path, tiny_checkpoint):
                                                             abs=1e-6)
     assert by["untagged.png"]["raw_score"] != pytest.approx(by["upright.png"]["raw_score"],
                                                             abs=1e-6)
+
+
+def test_misspelt_device_is_a_usage_error_even_when_all_is_cached(tmp_path, make_photos,
+                                                                  tiny_checkpoint):
+    photos = make_photos(2)
+    db = tmp_path / "c.db"
+    score_json(photos[0].parent, tiny_checkpoint, db)
+    result = invoke(["score", str(photos[0].parent), "-w", str(tiny_checkpoint), "--cache",
+                     str(db), "--device", "gpu"], code=2)
+    assert "'gpu' is not auto, cpu, cuda, cuda:N or mps" in result.stderr

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from ..registry import DEFAULT_MODEL, MODELS
+
+
+_DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _check_device(ctx, param, value: str) -> str:
+    """Reject a misspelt device up front, even when nothing ends up needing the model."""
+    if not _DEVICE_NAME.fullmatch(value):
+        raise click.BadParameter(f"'{value}' is not auto, cpu, cuda, cuda:N or mps")
+    return value
 
 
 def device_option(f):
     """``--device``: auto (CUDA, else MPS, else CPU), or a torch device name."""
     return click.option(
         "--device", default="auto", show_default=True, envvar="MEMO_DEVICE",
+        callback=_check_device,
         help="cpu, cuda, cuda:N, mps, or auto (CUDA, else Apple MPS, else CPU).",
     )(f)
 
