@@ -63,3 +63,17 @@ def test_auto_precision_is_fp16_on_cuda_and_float32_on_mps():
     assert pick_dtype("auto", torch.device("mps")) is None
     assert pick_dtype("fp32", torch.device("cpu")) is None
     assert pick_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+
+
+@pytest.mark.gpu
+def test_cuda_float16_scoring_matches_full_decode_float32(photos):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    expected = reference_scores(BUNDLED_WEIGHTS, photos)
+    device = torch.device("cuda")
+    model = load_checkpoint(BUNDLED_WEIGHTS, device=device).model
+    got = {}
+    for batch in iter_predictions(model, photos, device, workers=2):  # fp16, pinned, 64/batch
+        assert not batch.failures
+        got.update(zip(batch.indices, batch.scores, strict=True))
+    assert max(abs(got[i] - e) for i, e in enumerate(expected)) <= 0.01
