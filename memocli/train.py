@@ -233,9 +233,15 @@ def cached_activation_bytes(model: VNet, n_images: int, frozen_stages: int) -> i
     """Memory a :class:`FeatureBank` needs for ``n_images`` (two fp16 views each)."""
     if frozen_stages == len(STAGES):
         return n_images * 2 * 2 * sum(model.block_channels)
-    with torch.no_grad():
-        probe = torch.zeros(1, 3, model.cfg.input_size, model.cfg.input_size)
-        act, _ = model.run_stages(model.stem(probe), 0, frozen_stages)
+    was_training = model.training
+    model.eval()  # a probe in training mode would move the batch-norm running statistics
+    try:
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            probe = torch.zeros(1, 3, model.cfg.input_size, model.cfg.input_size, device=device)
+            act, _ = model.run_stages(model.stem(probe), 0, frozen_stages)
+    finally:
+        model.train(was_training)
     return n_images * 2 * 2 * (act[0].numel() + sum(model.block_channels))
 
 
@@ -417,6 +423,32 @@ def use_cached_activations(model: VNet, splits: Splits, train_stages: int,
     return device.type == "cpu" and cached_activation_bytes(model, n, frozen) <= CACHE_BUDGET_BYTES
 
 
+def training_path(model: VNet, splits: Splits, train_stages: int, device: torch.device,
+                  batch_size: int, workers: int | None, seed: int, silent: bool,
+                  bank: FeatureBank | None = None, feature_store: Path | None = None
+                  ) -> CachedPrefix | FullImages:
+    """How ``model`` (its last ``train_stages`` stages unfrozen) meets the training images.
+
+    Cached activations of the frozen stages when :func:`use_cached_activations` says so
+    (``bank`` is reused when its frozen stages match), else augmented images through the
+    whole network. ``batch_size`` is the global batch, split between processes.
+    """
+    frozen = len(STAGES) - train_stages
+    if bank is None or bank.frozen_stages != frozen:
+        bank = (FeatureBank(model, device, batch_size, workers, silent, frozen, feature_store)
+                if use_cached_activations(model, splits, train_stages, device) else None)
+    local = distributed.local_batch_size(batch_size)
+    if bank is not None:
+        return CachedPrefix(model, bank, splits, local, seed)
+    return FullImages(model, splits, local, workers, device, seed)
+
+
+def _start_at_mean(model: VNet, splits: Splits) -> None:
+    """Set the regressor's bias to the mean training score (a sane first prediction)."""
+    with torch.no_grad():
+        model.regressor.bias.fill_(sum(i.score for i in splits.train) / len(splits.train))
+
+
 def fit(
     model: VNet,
     splits: Splits,
@@ -447,16 +479,8 @@ def fit(
     seed_everything(tcfg.seed)
     model.to(device)
     model.freeze_backbone(tcfg.train_stages)
-    frozen = len(STAGES) - tcfg.train_stages
-    if bank is None or bank.frozen_stages != frozen:
-        bank = (FeatureBank(model, device, tcfg.batch_size, tcfg.workers, silent, frozen,
-                            feature_store)
-                if use_cached_activations(model, splits, tcfg.train_stages, device) else None)
-    batch_size = distributed.local_batch_size(tcfg.batch_size)
-    if bank is not None:
-        impl = CachedPrefix(model, bank, splits, batch_size, tcfg.seed)
-    else:
-        impl = FullImages(model, splits, batch_size, tcfg.workers, device, tcfg.seed)
+    impl = training_path(model, splits, tcfg.train_stages, device, tcfg.batch_size,
+                         tcfg.workers, tcfg.seed, silent, bank, feature_store)
 
     optimizer = torch.optim.Adam(_trainable(model), lr=tcfg.lr_max, weight_decay=tcfg.weight_decay)
     total = tcfg.epochs * _steps_per_epoch(impl)
@@ -474,8 +498,7 @@ def fit(
         start_epoch, best = state["epoch"] + 1, state["best"]
         echo(f"resuming {out} at epoch {start_epoch}")
     elif not meta.get("init"):
-        with torch.no_grad():
-            model.regressor.bias.fill_(sum(i.score for i in splits.train) / len(splits.train))
+        _start_at_mean(model, splits)
 
     net = distributed.wrap(impl.net, device)
     if main:
@@ -549,19 +572,21 @@ def lr_range_test(
     weight_decay: float = 1e-4,
     bank: FeatureBank | None = None,
     silent: bool = False,
+    train_stages: int = 0,
+    workers: int | None = None,
+    feature_store: Path | None = None,
 ) -> dict:
-    """LR range test on the frozen-backbone head: raise the LR exponentially each step.
+    """LR range test: raise the LR exponentially each step, training what ``memo train``
+    with the same ``train_stages`` would train, the same way (:func:`training_path`).
 
     Returns the tried ``lrs``, the smoothed ``losses`` and :func:`suggest_lr`'s picks.
     Stops early once the loss exceeds 4x its best (divergence).
     """
     model.to(device)
-    model.freeze_backbone(0)
-    if bank is None or bank.frozen_stages != len(STAGES):
-        bank = FeatureBank(model, device, batch_size, None, silent)
-    impl = CachedPrefix(model, bank, splits, batch_size)
-    with torch.no_grad():
-        model.regressor.bias.fill_(float(impl.train_y.mean()))
+    model.freeze_backbone(train_stages)
+    impl = training_path(model, splits, train_stages, device, batch_size, workers, 0, silent,
+                         bank, feature_store)
+    _start_at_mean(model, splits)
     optimizer = torch.optim.Adam(_trainable(model), lr=start_lr, weight_decay=weight_decay)
     gamma = (end_lr / start_lr) ** (1 / max(1, steps - 1))
     lrs, raw = [], []

@@ -8,7 +8,6 @@ import click
 
 from ..registry import DEFAULT_MODEL, MODELS
 
-
 _DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 

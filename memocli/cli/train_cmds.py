@@ -37,6 +37,13 @@ def parse_folds(text: str) -> list[int]:
     return list(dict.fromkeys(folds))
 
 
+def _train_stages_option(f):
+    return click.option(
+        "--train-stages", type=click.IntRange(0, 4), default=0, show_default=True,
+        help="Unfreeze the last K ResNet stages (0: train the head on cached backbone "
+             "features, fast on a CPU).")(f)
+
+
 def _init_options(f):
     f = click.option(
         "--feature-cache", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
@@ -82,9 +89,7 @@ def _load_fold(data: str, fold: int):
 @click.option("--lr-max", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Peak learning rate of the one-cycle policy [default: from an LR range test].")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True)
-@click.option("--train-stages", type=click.IntRange(0, 4), default=0, show_default=True,
-              help="Unfreeze the last K ResNet stages (0: train the head on cached "
-                   "backbone features, fast on a CPU).")
+@_train_stages_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @model_option
@@ -147,7 +152,7 @@ def train(data, fold, folds_text, out, epochs, lr_max, weight_decay, train_stage
         peak = lr_max
         if peak is None:
             found = lr_range_test(model, splits_by_fold[k], dev, batch_size, bank=bank,
-                                  silent=silent)
+                                  silent=silent, train_stages=train_stages, workers=workers)
             peak = distributed.broadcast(found["suggested"])  # rank 0's pick for all
             say(f"fold {k}: LR range test suggests --lr-max {peak:.2g}")
             model, meta = fresh_model()
@@ -247,36 +252,39 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
 @click.option("--steps", type=click.IntRange(min=10), default=300, show_default=True)
 @click.option("--start-lr", type=float, default=1e-6, show_default=True)
 @click.option("--end-lr", type=float, default=1.0, show_default=True)
+@_train_stages_option
 @model_option
 @_init_options
 @batch_options()
 @device_option
 @silent_option
-def lr_find(data, fold, plot_path, steps, start_lr, end_lr, model_name, backbone_weights,
-            init, feature_cache, batch_size, workers, device, silent):
+def lr_find(data, fold, plot_path, steps, start_lr, end_lr, train_stages, model_name,
+            backbone_weights, init, feature_cache, batch_size, workers, device, silent):
     """LR range test: suggest the one-cycle policy's maximum learning rate.
 
     Raises the learning rate exponentially over a few hundred mini-batches of the training
     split and watches the loss; the suggestion is a tenth of the LR where the smoothed loss
-    is lowest. Pass it to `memo train --lr-max`.
+    is lowest. Pass it to `memo train --lr-max`, with the same --train-stages: the test
+    trains what that run would train.
 
     \b
     Example:
       memo lr-find lamem/ --fold 1 --backbone-weights r50.pt --plot lr.png
+      memo lr-find lamem/ --train-stages 1 --feature-cache feats/
     """
     from ..backbones import initial_model
     from ..device import pick_device
     from ..plot import plot_log_x
-    from ..train import FeatureBank, lr_range_test
+    from ..train import lr_range_test
 
     if not 0 < start_lr < end_lr:
         raise click.BadParameter("need 0 < --start-lr < --end-lr")
     splits = _load_fold(data, fold)
     dev = pick_device(device)
     model, _ = initial_model(model_name, backbone_weights, init, warn=echo_err)
-    bank = FeatureBank(model, dev, batch_size, workers, silent, store=feature_cache)
-    found = lr_range_test(model, splits, dev, batch_size, start_lr, end_lr, steps, bank=bank,
-                          silent=silent)
+    found = lr_range_test(model, splits, dev, batch_size, start_lr, end_lr, steps,
+                          silent=silent, train_stages=train_stages, workers=workers,
+                          feature_store=feature_cache)
     plot_log_x(plot_path, found["lrs"], found["losses"], "LR range test", "learning rate",
                "loss (smoothed)", marker_x=found["suggested"])
     echo_err(f"loss bottoms out at lr {found['min_loss_lr']:.3g}; steepest fall at "
