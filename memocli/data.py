@@ -50,14 +50,15 @@ def load_image(path: str | os.PathLike, min_side: int | None = None) -> Image.Im
     """Decode an image as upright RGB.
 
     EXIF orientation is applied. For JPEGs, when ``min_side`` is given, the decoder is asked
-    for a DCT-scaled version whose sides stay at least ``min_side`` (much faster than
-    decoding a 12 MP photo in full and shrinking it).
+    for a DCT-scaled version whose sides stay at least 1.5 x ``min_side`` (much faster than
+    decoding a 12 MP photo in full and shrinking it; the margin keeps the final resize, and
+    so the score, within 0.01 of a full decode's).
     """
     with Image.open(path) as img:
         refuse_oversized(img)
         if min_side and img.format == "JPEG":
             w, h = img.size
-            scale = min(w, h) / min_side
+            scale = min(w, h) / (1.5 * min_side)
             if scale >= 2:
                 img.draft("RGB", (math.ceil(w / scale), math.ceil(h / scale)))
         img = ImageOps.exif_transpose(img)
