@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from .errors import MemoError
@@ -9,16 +10,18 @@ from .errors import MemoError
 if TYPE_CHECKING:  # torch is imported by the functions: the CLI reads PRECISIONS without it
     import torch
 
+#: The device names memo accepts (``--device``), checked without importing torch.
+DEVICE_NAMES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
 
 def pick_device(requested: str | None = None) -> torch.device:
     """The device to run on; ``requested`` (``cuda``, ``cuda:1``, ``mps``, ``cpu``) wins."""
     import torch
 
     if requested and requested != "auto":
-        try:
-            device = torch.device(requested)
-        except RuntimeError:
-            raise MemoError(f"unknown device '{requested}' (use auto, cpu, cuda, cuda:N or mps)") from None
+        if not DEVICE_NAMES.fullmatch(requested):
+            raise MemoError(f"unknown device '{requested}' (use auto, cpu, cuda, cuda:N or mps)")
+        device = torch.device(requested)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise MemoError("--device cuda: no CUDA GPU is available here")
         if device.type == "mps" and not torch.backends.mps.is_available():

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import re
-
 import click
 
+from ..device import DEVICE_NAMES, PRECISIONS
 from ..registry import DEFAULT_MODEL, MODELS
-
-_DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 def _check_device(ctx, param, value: str) -> str:
     """Reject a misspelt device up front, even when nothing ends up needing the model."""
-    if not _DEVICE_NAME.fullmatch(value):
+    if not DEVICE_NAMES.fullmatch(value):
         raise click.BadParameter(f"'{value}' is not auto, cpu, cuda, cuda:N or mps")
     return value
 
@@ -29,8 +26,6 @@ def device_option(f):
 
 def precision_option(default: str = "auto"):
     """``--precision``: the arithmetic scoring runs in (see memocli.device.pick_dtype)."""
-    from ..device import PRECISIONS
-
     return click.option(
         "--precision", type=click.Choice(PRECISIONS), default=default, show_default=True,
         envvar="MEMO_PRECISION",
