@@ -37,6 +37,7 @@ from PIL import Image
 
 from .data import DECODE_ERRORS, describe_decode_error, eval_transform, load_image
 from .errors import MemoError
+from .files import decode_threads
 from .model import VNet
 from .registry import ModelConfig
 
@@ -368,11 +369,6 @@ def _net_input(path: Path, transform, min_side: int):
         return None, describe_decode_error(e)
 
 
-def default_threads() -> int:
-    """Decode/render threads: PIL decoding and OpenCV release the GIL."""
-    return max(1, min(4, os.cpu_count() or 1))
-
-
 def explain_images(
     loaded,
     paths: Sequence[str | os.PathLike],
@@ -426,7 +422,7 @@ def explain_images(
     targets = output_paths(sources, folder, HEATMAP_SUFFIX if heatmap_only else OVERLAY_SUFFIX)
     return _explain_batches(model, getattr(loaded, "model_id", model.cfg.name), sources,
                             targets, layer, alpha, side_by_side, heatmap_only, batch_size,
-                            threads or default_threads())
+                            threads or decode_threads())
 
 
 @dataclass

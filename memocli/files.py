@@ -40,3 +40,8 @@ def printable(path: str | os.PathLike) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def decode_threads() -> int:
+    """Threads for decoding and rendering images (PIL and OpenCV release the GIL)."""
+    return max(1, min(4, os.cpu_count() or 1))

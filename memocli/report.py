@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from .data import DECODE_ERRORS, describe_decode_error, load_image
+from .files import decode_threads
 from .output import atomic_text
 from .score import Ranked
 
@@ -85,15 +86,11 @@ def grad_cams(weights: str | os.PathLike, device: str, paths: Sequence[str],
     from .explain import cam_maps, default_layer
 
     loaded = load_checkpoint(weights, device=pick_device(device))
-    with ThreadPoolExecutor(_threads()) as pool:
+    with ThreadPoolExecutor(decode_threads()) as pool:
         maps = [m for batch in cam_maps(loaded.model, [Path(p) for p in paths],
                                         default_layer(loaded.model), batch_size, pool)
                 for m in batch]
     return dict(zip(paths, maps, strict=True))
-
-
-def _threads() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 def make_thumbs(ranked: Sequence[Ranked], cams: dict[str, np.ndarray],
@@ -104,7 +101,7 @@ def make_thumbs(ranked: Sequence[Ranked], cams: dict[str, np.ndarray],
         advance(1)
         return thumb
 
-    with ThreadPoolExecutor(_threads()) as pool:
+    with ThreadPoolExecutor(decode_threads()) as pool:
         return list(pool.map(one, ranked))
 
 
