@@ -22,6 +22,7 @@ This module must not import torch: ``memo cache info`` and cached re-scans use i
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -174,8 +175,44 @@ class KnownContent:
     meta: ImageMeta | None
 
 
+def db_path(path: str) -> str | bytes:
+    """How a file path is stored: as text, or, for a name that is not valid UTF-8 (it
+    reaches Python with ``surrogateescape`` surrogates), as the file name's bytes."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
+def path_from_db(stored: str | bytes) -> str:
+    """Inverse of :func:`db_path`."""
+    return os.fsdecode(stored) if isinstance(stored, bytes) else stored
+
+
+def stored_score(value: Any) -> float | None:
+    """A stored score, or None when the row holds no finite number (it is scored again)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and 0 < value < 1 << 31 else None
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def stored_meta(width: Any, height: Any, taken_at: Any, camera: Any) -> ImageMeta:
+    """An ``images`` row as :class:`ImageMeta`; values of the wrong type read as unknown."""
+    return ImageMeta(_int_or_none(width), _int_or_none(height), _text_or_none(taken_at),
+                     _text_or_none(camera))
+
+
 def _meta(row: Sequence[Any], has_meta: bool) -> ImageMeta | None:
-    return ImageMeta(*row) if has_meta else None
+    return stored_meta(*row) if has_meta else None
 
 
 class Cache:
@@ -219,7 +256,7 @@ class Cache:
         One indexed query per 500 paths: the whole cost of a cached re-scan.
         """
         found: dict[str, KnownFile] = {}
-        for chunk in _chunks(paths):
+        for chunk in _chunks([db_path(p) for p in paths]):
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
                 "SELECT f.path, f.size, f.mtime_ns, f.content_hash, s.score, "
@@ -231,8 +268,9 @@ class Cache:
                 [model, *chunk],
             ).fetchall()
             for row in rows:
-                found[row[0]] = KnownFile(row[0], row[1], row[2], row[3], row[4],
-                                          _meta(row[6:], row[5]))
+                path = path_from_db(row[0])
+                found[path] = KnownFile(path, row[1], row[2], row[3], stored_score(row[4]),
+                                        _meta(row[6:], row[5]))
         return found
 
     def lookup_contents(self, hashes: Iterable[str], model: str) -> dict[str, KnownContent]:
@@ -242,14 +280,16 @@ class Cache:
         metas: dict[str, ImageMeta] = {}
         for chunk in _chunks(unique):
             marks = ",".join("?" * len(chunk))
-            scores.update(self.db.execute(
+            for content_hash, score in self.db.execute(
                 f"SELECT content_hash, score FROM scores WHERE model = ? "
-                f"AND content_hash IN ({marks})", [model, *chunk]).fetchall())
+                f"AND content_hash IN ({marks})", [model, *chunk]).fetchall():
+                if stored_score(score) is not None:
+                    scores[content_hash] = stored_score(score)
             for row in self.db.execute(
                 f"SELECT content_hash, width, height, taken_at, camera FROM images "
                 f"WHERE content_hash IN ({marks})", chunk,
             ).fetchall():
-                metas[row[0]] = ImageMeta(*row[1:])
+                metas[row[0]] = stored_meta(*row[1:])
         return {h: KnownContent(scores.get(h), metas.get(h))
                 for h in unique if h in scores or h in metas}
 
@@ -267,9 +307,9 @@ class Cache:
         """The model id recorded for this checkpoint file, if it is unchanged since."""
         row = self.db.execute(
             "SELECT model FROM checkpoints WHERE path = ? AND size = ? AND mtime_ns = ?",
-            [path, size, mtime_ns],
+            [db_path(path), size, mtime_ns],
         ).fetchone()
-        return row[0] if row else None
+        return row[0] if row and isinstance(row[0], str) else None
 
     # --- writing (each call is one short transaction) -------------------------------------
 
@@ -281,7 +321,7 @@ class Cache:
             self.db.conn.executemany(
                 "INSERT OR REPLACE INTO files (path, content_hash, size, mtime_ns, seen_at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                [(p, h, s, m, seen) for p, h, s, m in files],
+                [(db_path(p), h, s, m, seen) for p, h, s, m in files],
             )
             if metas:
                 self.db.conn.executemany(
@@ -314,7 +354,7 @@ class Cache:
         with self.db.atomic():
             self.db.conn.execute(
                 "INSERT OR REPLACE INTO checkpoints (path, size, mtime_ns, model, seen_at) "
-                "VALUES (?, ?, ?, ?, ?)", (path, size, mtime_ns, model, now_iso()),
+                "VALUES (?, ?, ?, ?, ?)", (db_path(path), size, mtime_ns, model, now_iso()),
             )
 
     # --- maintenance ----------------------------------------------------------------------
@@ -327,7 +367,7 @@ class Cache:
         for model, n, last in self.db.execute(
             "SELECT model, count(*), max(scored_at) FROM scores GROUP BY model ORDER BY model"
         ).fetchall():
-            paths = [r[0] for r in self.db.execute(
+            paths = [path_from_db(r[0]) for r in self.db.execute(
                 "SELECT path FROM checkpoints WHERE model = ? ORDER BY path", [model])]
             models.append({"model": model, "scores": n, "last_scored": last,
                            "checkpoints": paths})
@@ -358,9 +398,10 @@ class Cache:
         Checkpoint records whose file is gone are dropped too. Returns the counts removed
         (with ``dry_run``: that would be removed; the transaction is rolled back).
         """
-        gone = [p for (p,) in self.db.execute("SELECT path FROM files") if not exists(p)]
+        gone = [p for (p,) in self.db.execute("SELECT path FROM files")
+                if not exists(path_from_db(p))]
         gone_ckpt = [p for (p,) in self.db.execute("SELECT path FROM checkpoints")
-                     if not exists(p)]
+                     if not exists(path_from_db(p))]
         counts = {"files": len(gone), "checkpoints": len(gone_ckpt)}
         conn = self.db.conn
         conn.execute("BEGIN IMMEDIATE")

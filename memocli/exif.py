@@ -39,14 +39,20 @@ def parse_exif_date(text: str | None) -> str | None:
     return f"{date}T{m.group(4)}:{m.group(5)}:{m.group(6)}" if m.group(4) else date
 
 
+def _clean_text(value: object) -> str:
+    """An EXIF text field on one line: control characters (NUL padding, escape sequences)
+    become spaces, runs of spaces one."""
+    text = str(value or "")
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
+
+
 def camera_name(make: str | None, model: str | None) -> str | None:
     """One camera name from EXIF make and model, without saying the maker twice.
 
     ``('Canon', 'Canon EOS 5D')`` -> ``'Canon EOS 5D'``; ``('SONY', 'ILCE-7')`` ->
     ``'SONY ILCE-7'``.
     """
-    make = " ".join(str(make or "").replace("\x00", " ").split())
-    model = " ".join(str(model or "").replace("\x00", " ").split())
+    make, model = _clean_text(make), _clean_text(model)
     if make and model.lower().startswith(make.split()[0].lower()):
         return model
     return " ".join(p for p in (make, model) if p) or None

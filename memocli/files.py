@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from .errors import MemoError
+from .escape import for_terminal
 
 BUNDLED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "memo-vnet-r50.pt"
 
@@ -35,11 +36,8 @@ def default_weights_path() -> Path:
 
 
 def printable(path: str | os.PathLike) -> str:
-    """``path`` fit for one terminal line: control characters escaped (``\\n``), the rest kept."""
-    text = os.fspath(path)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    """``path`` fit for one terminal line (:func:`memocli.escape.for_terminal`)."""
+    return for_terminal(os.fspath(path))
 
 
 def decode_threads() -> int:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from .files import printable
+from .escape import csv_writer, dumps_json, for_terminal, rich_cell
 from .score import Ranked
 
 #: Columns of ``memo export`` (CSV header, JSON keys), in order. Documented in docs/scoring.md.
@@ -38,15 +36,17 @@ def to_row(r: Ranked, model_id: str) -> dict[str, Any]:
 
 
 def write_csv(ranked: Sequence[Ranked], model_id: str, out: IO[str]) -> None:
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
+    """CSV rows (:data:`COLUMNS`), text cells safe for spreadsheets (:func:`escape.for_csv`)."""
+    writer = csv_writer(out)
+    writer.writerow(COLUMNS)
     for r in ranked:
-        writer.writerow({k: "" if v is None else v for k, v in to_row(r, model_id).items()})
+        row = to_row(r, model_id)
+        writer.writerow(row[k] for k in COLUMNS)
 
 
 def write_json(ranked: Sequence[Ranked], model_id: str, out: IO[str]) -> None:
-    json.dump([to_row(r, model_id) for r in ranked], out, indent=2, ensure_ascii=False)
-    out.write("\n")
+    """A JSON array of rows: strict JSON (:func:`escape.dumps_json`)."""
+    out.write(dumps_json([to_row(r, model_id) for r in ranked], indent=2) + "\n")
 
 
 WRITERS = {"csv": write_csv, "json": write_json}
@@ -91,8 +91,9 @@ def _cells(ranked: Sequence[Ranked]) -> list[tuple[str, ...] | None]:
             rows.append(None)
         previous = r.rank
         f = r.item
-        rows.append((str(r.rank), f"{f.score:.3f}", f"{r.percentile:.1f}", printable(f.path),
-                     (f.meta.taken_at or "").replace("T", " "), f.meta.camera or ""))
+        rows.append((str(r.rank), f"{f.score:.3f}", f"{r.percentile:.1f}", for_terminal(f.path),
+                     for_terminal((f.meta.taken_at or "").replace("T", " ")),
+                     for_terminal(f.meta.camera or "")))
     return rows
 
 
@@ -103,20 +104,20 @@ def print_table(ranked: Sequence[Ranked], model_id: str, total: int, out: IO[str
     thousands of rows, and easy to grep); long paths never wrap there.
     """
     rows = _cells(ranked)
-    caption = f"{len(ranked)} of {total} photo(s) · model {model_id}"
+    caption = f"{len(ranked)} of {total} photo(s) · model {for_terminal(model_id)}"
     if not out.isatty():
         _plain_table(rows, caption, out)
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(caption=caption, caption_justify="left")
+    table = Table(caption=rich_cell(caption), caption_justify="left")
     for header in _HEADERS:
         table.add_column(header, justify="right" if header in _RIGHT else "left",
                          no_wrap=header != "Path" and header != "Camera",
                          overflow="fold", ratio=1 if header == "Path" else None)
     for row in rows:
-        table.add_row(*(row or ("…", "", "", "", "", "")))
+        table.add_row(*(rich_cell(cell) for cell in row or ("…", "", "", "", "", "")))
     Console(file=out, highlight=False).print(table)
 
 

@@ -2,7 +2,8 @@
 
 Thumbnails (and Grad-CAM overlays of the top photos) are embedded as base64 JPEG, the
 histogram is inline SVG, and a few lines of plain JavaScript add the toggles: the file
-needs no network and no other file. Every file name and EXIF text is HTML-escaped.
+needs no network and no other file. Every file name and EXIF text goes through
+:func:`memocli.escape.for_html`.
 
 Photos appear by memorability, each burst (see :mod:`memocli.bursts`) as one box at the
 place of its best frame, that frame first and marked.
@@ -11,7 +12,6 @@ place of its best frame, that frame first and marked.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import os
 from collections.abc import Callable, Sequence
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from .data import DECODE_ERRORS, describe_decode_error, load_image
+from .escape import for_html
 from .files import decode_threads
 from .output import atomic_text
 from .score import Ranked
@@ -137,11 +138,11 @@ def _data_uri(jpeg: bytes) -> str:
 
 def _card(r: Ranked, thumb: Thumb, size: int, position: int) -> str:
     f = r.item
-    name = html.escape(Path(f.path).name)
+    name = for_html(Path(f.path).name)
     head = r.burst == r.rank
     classes = ["card"] + (["alt"] if not head else []) + (["has-heat"] if thumb.heat else [])
     if thumb.jpeg is None:
-        picture = f'<div class="missing">{html.escape(thumb.error or "no thumbnail")}</div>'
+        picture = f'<div class="missing">{for_html(thumb.error or "no thumbnail")}</div>'
     else:
         picture = (f'<img src="{_data_uri(thumb.jpeg)}" alt="{name}" width="{thumb.width}" '
                    f'height="{thumb.height}" loading="lazy" decoding="async">')
@@ -149,8 +150,8 @@ def _card(r: Ranked, thumb: Thumb, size: int, position: int) -> str:
             picture += (f'<img class="heat" src="{_data_uri(thumb.heat)}" '
                         f'alt="Grad-CAM heatmap of {name}" width="{thumb.width}" '
                         f'height="{thumb.height}" loading="lazy" decoding="async">')
-    taken = html.escape((f.meta.taken_at or "").replace("T", " ")) or "&nbsp;"
-    camera = html.escape(f.meta.camera or "") or "&nbsp;"
+    taken = for_html((f.meta.taken_at or "").replace("T", " ")) or "&nbsp;"
+    camera = for_html(f.meta.camera or "") or "&nbsp;"
     if size > 1:
         note = (f'<div class="tag">&#9733; best of {size}</div>' if head else
                 f'<div class="tag">frame {position} of {size}</div>')
@@ -161,7 +162,7 @@ def _card(r: Ranked, thumb: Thumb, size: int, position: int) -> str:
         f'data-score="{f.raw_score:.6f}" data-burst="{r.burst}">'
         f'<div class="pic">{picture}<span class="rank">#{r.rank}</span></div>'
         f'<figcaption><div><b>{f.score:.3f}</b> <span class="pct">{r.percentile:.0f} pct'
-        f'</span></div><div class="name" title="{html.escape(f.path)}">{name}</div>'
+        f'</span></div><div class="name" title="{for_html(f.path)}">{name}</div>'
         f'<div class="facts">{taken}</div><div class="facts">{camera}</div>{note}'
         f'</figcaption></figure>'
     )
@@ -195,9 +196,9 @@ def render_html(ranked: Sequence[Ranked], thumbs: Sequence[Thumb], model_id: str
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     burst_text = f"{bursts} burst(s) of {frames} frames" if bursts else "no bursts"
     summary = (f"{len(ranked)} photo(s) &middot; {burst_text} &middot; {heat} heatmap(s) "
-               f"&middot; model {html.escape(model_id)} &middot; {generated}")
+               f"&middot; model {for_html(model_id)} &middot; {generated}")
     return _PAGE.format(
-        title=html.escape(title), summary=summary, style=_STYLE, script=_SCRIPT,
+        title=for_html(title), summary=summary, style=_STYLE, script=_SCRIPT,
         histogram=histogram_svg([r.item.score for r in ranked]), items="".join(items),
         count=len(ranked),
     )

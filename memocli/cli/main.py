@@ -9,16 +9,24 @@ import click
 
 from .. import __version__
 from ..errors import MemoError
+from ..escape import terminal_message
 
 
 class MemoGroup(click.Group):
-    """A group that reports :class:`MemoError` as ``Error: ...`` (exit 1), not a traceback."""
+    """A group that reports :class:`MemoError` as ``Error: ...`` (exit 1), not a traceback.
+
+    Every error message is made terminal-safe (:func:`memocli.escape.terminal_message`):
+    a file name in it cannot move the cursor or change colours.
+    """
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except MemoError as e:
-            raise click.ClickException(str(e)) from None
+            raise click.ClickException(terminal_message(str(e))) from None
+        except click.ClickException as e:
+            e.message = terminal_message(e.message)
+            raise
         except KeyboardInterrupt as e:  # an Interrupted says what was saved
             click.echo(f"\n{e or 'interrupted'}", err=True)
             sys.exit(130)

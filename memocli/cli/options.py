@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..device import DEVICE_NAMES, PRECISIONS
+from ..escape import terminal_message
 from ..registry import DEFAULT_MODEL, MODELS
 
 
@@ -62,8 +63,9 @@ def batch_options(default: int | None = 32):
 
 
 def echo_err(message: str) -> None:
-    """Diagnostics go to stderr so stdout stays data."""
-    click.echo(message, err=True)
+    """Diagnostics go to stderr so stdout stays data (terminal-safe: control characters
+    of file names in ``message`` are escaped)."""
+    click.echo(terminal_message(message), err=True)
 
 
 def burst_options(f):

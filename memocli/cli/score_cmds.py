@@ -7,12 +7,12 @@ Click only: parse, call :mod:`memocli.score` / :mod:`memocli.cache`, print. Heav
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from pathlib import Path
 
 import click
 
+from ..escape import dumps_json, for_terminal, terminal_message
 from .options import (
     batch_options,
     burst_options,
@@ -91,7 +91,8 @@ def _progress(silent: bool):
         return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
                     dynamic_ncols=True, delay=1.0, smoothing=0.1)
 
-    return Progress(bar=bar, echo=lambda message: tqdm.write(message, file=sys.stderr))
+    return Progress(bar=bar, echo=lambda message: tqdm.write(terminal_message(message),
+                                                             file=sys.stderr))
 
 
 def _run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_size, workers,
@@ -168,7 +169,7 @@ def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
       memo score /archive --shard 3/16 --cache shard3.db
     """
     from ..bursts import rank_bursts
-    from ..output import print_table, to_row, write_csv
+    from ..output import print_table, write_csv, write_json
     from ..score import rank, select
 
     bursts = one_per_burst or fmt != "table"  # JSON and CSV rows have a burst column
@@ -178,8 +179,7 @@ def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
     shown = select(ranked, top, bottom)
     out = sys.stdout
     if fmt == "json":
-        click.echo(json.dumps([to_row(r, report.model_id) for r in shown], indent=2,
-                              ensure_ascii=False))
+        write_json(shown, report.model_id, out)
     elif fmt == "csv":
         write_csv(shown, report.model_id, out)
     elif report.files:
@@ -275,24 +275,25 @@ def info(cache_path, as_json):
     path = _existing_cache_path(cache_path)
     if not path.is_file():
         if as_json:
-            click.echo(json.dumps({"path": str(path), "exists": False}))
+            click.echo(dumps_json({"path": str(path), "exists": False}))
         else:
-            click.echo(f"cache: {path} (not created yet)")
+            click.echo(f"cache: {for_terminal(path)} (not created yet)")
         return
     with Cache(path) as db:
         facts = db.info()
     if as_json:
-        click.echo(json.dumps({**facts, "exists": True}, indent=2))
+        click.echo(dumps_json({**facts, "exists": True}, indent=2))
         return
     rows = facts["rows"]
-    click.echo(f"cache:    {facts['path']}")
+    click.echo(f"cache:    {for_terminal(facts['path'])}")
     click.echo(f"size:     {_human_size(facts['size_bytes'])}")
     click.echo(f"files:    {rows['files']} path(s), {rows['images']} distinct content(s)")
     click.echo(f"scores:   {rows['scores']}")
     click.echo(f"models:   {len(facts['models'])}")
     for m in facts["models"]:
         where = f"  {', '.join(m['checkpoints'])}" if m["checkpoints"] else ""
-        click.echo(f"  {m['model']}  {m['scores']} score(s), last {m['last_scored']}{where}")
+        click.echo(for_terminal(f"  {m['model']}  {m['scores']} score(s), "
+                                f"last {m['last_scored']}{where}"))
 
 
 def _human_size(n: int) -> str:
@@ -324,7 +325,7 @@ def prune(cache_path, dry_run, vacuum):
 
     path = _existing_cache_path(cache_path)
     if not path.is_file():
-        click.echo(f"cache: {path} (not created yet); nothing to prune")
+        click.echo(f"cache: {for_terminal(path)} (not created yet); nothing to prune")
         return
     with Cache(path) as db:
         counts = db.prune(dry_run=dry_run)
@@ -363,7 +364,7 @@ def merge(sources, dest, tolerance):
     conflicts = 0
     for r in reports:
         added = ", ".join(f"{n} {table}" for table, n in r.added.items())
-        click.echo(f"{r.source}: added {added}")
+        click.echo(for_terminal(f"{r.source}: added {added}"))
         for c in r.examples:
             key = ", ".join(f"{k}={v}" for k, v in c.key.items())
             echo_err(f"conflict in {c.table} ({key}): kept {c.column} {c.kept:.6f}, "

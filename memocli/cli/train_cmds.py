@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import MemoError
+from ..escape import csv_writer
 from .options import (
     batch_options,
     device_option,
@@ -231,8 +231,8 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
     predictions = [preds[i] for i in range(len(items))]
     metrics = regression_metrics(predictions, [i.score for i in items])
     if csv_path:
-        with open(csv_path, "w", newline="") as f:
-            writer = csv.writer(f)
+        with open(csv_path, "w", newline="", encoding="utf-8") as f:
+            writer = csv_writer(f)
             writer.writerow(["path", "target", "prediction"])
             for item, pred in zip(items, predictions):
                 writer.writerow([str(item.path), item.score, f"{pred:.6f}"])
