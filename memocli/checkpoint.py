@@ -20,7 +20,7 @@ import torch
 from . import __version__
 from .errors import MemoError
 from .files import hash_file
-from .model import VNet
+from .model import VNet, upgrade_state_dict
 from .registry import MODELS, ModelConfig
 
 FORMAT = "memo-checkpoint"
@@ -150,7 +150,7 @@ def load_checkpoint(
     model = VNet(cfg)
     state = {
         k: v.float() if v.is_floating_point() else v
-        for k, v in _clean_state_dict(payload["state_dict"]).items()
+        for k, v in upgrade_state_dict(_clean_state_dict(payload["state_dict"])).items()
     }
     try:
         model.load_state_dict(state, strict=True)

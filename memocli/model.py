@@ -38,8 +38,74 @@ def residual_blocks(backbone: ResNet) -> list[tuple[str, nn.Module]]:
     ]
 
 
+class VNetHead(nn.Module):
+    """One V-Net head: each block's pooled vector projected by its own 1x1 conv, the sequence
+    run through an LSTM from learnt initial states, a linear layer on the last hidden state.
+
+    Args:
+        block_channels: channels of each residual block's output, in forward order.
+        proj_channels: channels of each projection (the paper's 128).
+        hidden: LSTM hidden size.
+    """
+
+    def __init__(self, block_channels: list[int], proj_channels: int, hidden: int):
+        super().__init__()
+        self.projections = nn.ModuleList(
+            nn.Conv2d(c, proj_channels, kernel_size=1) for c in block_channels
+        )
+        self.lstm = nn.LSTM(proj_channels, hidden, batch_first=True)
+        # Paper §3.2.2: h0 and c0 start as He-initialised vectors (learnt here, so the
+        # prediction is deterministic).
+        self.h0 = nn.Parameter(nn.init.kaiming_normal_(torch.empty(1, hidden)))
+        self.c0 = nn.Parameter(nn.init.kaiming_normal_(torch.empty(1, hidden)))
+        self.regressor = nn.Linear(hidden, 1)
+
+    def forward(self, pooled: list[torch.Tensor]) -> torch.Tensor:
+        """Score ``[B]`` from the pooled block vectors (``[B, C_i]`` each)."""
+        if len(pooled) != len(self.projections):
+            raise MemoError(f"expected {len(self.projections)} block features, got {len(pooled)}")
+        seq = torch.stack(
+            [proj(p[:, :, None, None]).flatten(1) for proj, p in zip(self.projections, pooled)],
+            dim=1,
+        )  # [B, n_blocks, proj_channels]
+        batch = seq.shape[0]
+        h0 = self.h0.expand(batch, -1).unsqueeze(0).contiguous()  # [1, B, hidden]
+        c0 = self.c0.expand(batch, -1).unsqueeze(0).contiguous()
+        _, (h_last, _) = self.lstm(seq, (h0, c0))
+        return self.regressor(h_last[-1]).squeeze(1)  # [B]
+
+
+class HeadMixer(nn.Module):
+    """Combines several heads' scores into the model's one score.
+
+    ``score = sum_d g_d(x) * (bias[d] + sum_k weight[d, k] * s_k(x))``: each of D "domains"
+    is an affine blend of the K head scores, and a gate (softmax of a linear map of the last
+    block's pooled features) says how much each domain applies to a photo. With D = 1 there
+    is no gate. A new mixer passes the first head's score through unchanged.
+    """
+
+    def __init__(self, n_heads: int, n_domains: int, gate_channels: int):
+        super().__init__()
+        weight = torch.zeros(n_domains, n_heads)
+        weight[:, 0] = 1.0
+        self.weight = nn.Parameter(weight)  # [D, K]
+        self.bias = nn.Parameter(torch.zeros(n_domains))  # [D]
+        self.gate = nn.Linear(gate_channels, n_domains) if n_domains > 1 else None
+
+    def domain_weights(self, last_pooled: torch.Tensor) -> torch.Tensor:
+        """``[B, D]`` gate weights (all ones with a single domain)."""
+        if self.gate is None:
+            return last_pooled.new_ones(last_pooled.shape[0], 1)
+        return torch.softmax(self.gate(last_pooled.float()), dim=1)
+
+    def forward(self, scores: torch.Tensor, last_pooled: torch.Tensor) -> torch.Tensor:
+        """``[B]`` from head scores ``[B, K]`` and the last block's pooled features ``[B, C]``."""
+        per_domain = scores @ self.weight.T + self.bias  # [B, D]
+        return (self.domain_weights(last_pooled) * per_domain).sum(1)
+
+
 class VNet(nn.Module):
-    """The V-Net memorability regressor.
+    """The V-Net memorability regressor, with one head or several over one backbone pass.
 
     Args:
         cfg: architecture to build; defaults to the registered ``vnet_r50``.
@@ -53,16 +119,19 @@ class VNet(nn.Module):
         self.block_names = [name for name, _ in blocks]
         self.block_channels = [block.conv3.out_channels for _, block in blocks]
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.projections = nn.ModuleList(
-            nn.Conv2d(c, self.cfg.proj_channels, kernel_size=1) for c in self.block_channels
+        self.heads = nn.ModuleDict({
+            name: VNetHead(self.block_channels, self.cfg.proj_channels, self.cfg.lstm_hidden)
+            for name in self.cfg.heads
+        })
+        self.mixer = (
+            HeadMixer(len(self.cfg.heads), self.cfg.mixer_domains, self.block_channels[-1])
+            if len(self.cfg.heads) > 1 else None
         )
-        hidden = self.cfg.lstm_hidden
-        self.lstm = nn.LSTM(self.cfg.proj_channels, hidden, batch_first=True)
-        # Paper §3.2.2: h0 and c0 start as He-initialised vectors (learnt here, so the
-        # prediction is deterministic).
-        self.h0 = nn.Parameter(nn.init.kaiming_normal_(torch.empty(1, hidden)))
-        self.c0 = nn.Parameter(nn.init.kaiming_normal_(torch.empty(1, hidden)))
-        self.regressor = nn.Linear(hidden, 1)
+
+    @property
+    def primary_head(self) -> VNetHead:
+        """The first head (the only one of a single-source model)."""
+        return self.heads[self.cfg.heads[0]]
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         """The ResNet stem (conv1, bn1, relu, maxpool)."""
@@ -86,19 +155,16 @@ class VNet(nn.Module):
         """GAP of every residual block's output: a list of ``[B, C_i]`` tensors."""
         return self.run_stages(self.stem(x))[1]
 
+    def head_scores(self, pooled: list[torch.Tensor]) -> torch.Tensor:
+        """Every head's score, ``[B, K]`` in ``cfg.heads`` order."""
+        return torch.stack([head(pooled) for head in self.heads.values()], dim=1)
+
     def head(self, pooled: list[torch.Tensor]) -> torch.Tensor:
-        """Project each pooled block vector, run the LSTM over them, regress the score."""
-        if len(pooled) != len(self.projections):
-            raise MemoError(f"expected {len(self.projections)} block features, got {len(pooled)}")
-        seq = torch.stack(
-            [proj(p[:, :, None, None]).flatten(1) for proj, p in zip(self.projections, pooled)],
-            dim=1,
-        )  # [B, n_blocks, proj_channels]
-        batch = seq.shape[0]
-        h0 = self.h0.expand(batch, -1).unsqueeze(0).contiguous()  # [1, B, hidden]
-        c0 = self.c0.expand(batch, -1).unsqueeze(0).contiguous()
-        _, (h_last, _) = self.lstm(seq, (h0, c0))
-        return self.regressor(h_last[-1]).squeeze(1)  # [B]
+        """The model's score ``[B]`` from the pooled block vectors: the single head's, or
+        the heads' scores combined by the mixer."""
+        if self.mixer is None:
+            return self.primary_head(pooled)
+        return self.mixer(self.head_scores(pooled), pooled[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Score a batch of normalised images ``[B, 3, H, W]`` -> ``[B]``."""
@@ -146,3 +212,16 @@ class VNet(nn.Module):
             name for name, child in self.backbone.named_children()
             if any(p.requires_grad for p in child.parameters())
         }
+
+
+_HEAD_KEYS = ("projections.", "lstm.", "regressor.", "h0", "c0")
+
+
+def upgrade_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Key names of a single-head checkpoint written before heads had names (memo 0.1)
+    mapped to head ``score``; other state dicts come back unchanged."""
+    if any(k.startswith("heads.") for k in state_dict):
+        return state_dict
+    return {
+        (f"heads.score.{k}" if k.startswith(_HEAD_KEYS) else k): v for k, v in state_dict.items()
+    }

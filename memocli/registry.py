@@ -27,6 +27,10 @@ class ModelConfig:
         std: per-channel std the input is divided by.
         proj_channels: channels of each block's 1x1 projection (the paper's 128).
         lstm_hidden: size of the LSTM hidden state.
+        stage_blocks: residual blocks per ResNet stage.
+        heads: names of the V-Net heads over the one backbone (one per training source, or
+            ensemble members); several heads are combined by a mixer.
+        mixer_domains: how many gated domains the mixer of a multi-head model has.
     """
 
     name: str
@@ -37,6 +41,8 @@ class ModelConfig:
     proj_channels: int = 128
     lstm_hidden: int = 128
     stage_blocks: tuple[int, ...] = field(default=(3, 4, 6, 3))
+    heads: tuple[str, ...] = ("score",)
+    mixer_domains: int = 1
 
     def to_dict(self) -> dict:
         """Plain-data form for checkpoints (lists, not tuples)."""
@@ -56,6 +62,12 @@ class ModelConfig:
     def with_normalisation(self, mean, std) -> ModelConfig:
         """The same architecture fed with another input normalisation."""
         return replace(self, mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std))
+
+    def with_heads(self, heads: tuple[str, ...], mixer_domains: int = 1) -> ModelConfig:
+        """The same backbone and preprocessing with other heads."""
+        if not heads or len(set(heads)) != len(heads):
+            raise MemoError(f"head names must be distinct and non-empty: {list(heads)}")
+        return replace(self, heads=tuple(heads), mixer_domains=mixer_domains)
 
 
 MODELS: dict[str, ModelConfig] = {

@@ -285,7 +285,7 @@ class CachedPrefix:
     def predict(self, x: tuple[torch.Tensor, torch.Tensor | None],
                 net: nn.Module | None = None) -> torch.Tensor:
         pooled_frozen, act = x
-        device = self.model.regressor.weight.device
+        device = self.model.primary_head.regressor.weight.device
         act = None if act is None else act.to(device).float()
         return (net or self.net)(pooled_frozen.to(device).float(), act)
 
@@ -446,7 +446,7 @@ def training_path(model: VNet, splits: Splits, train_stages: int, device: torch.
 def _start_at_mean(model: VNet, splits: Splits) -> None:
     """Set the regressor's bias to the mean training score (a sane first prediction)."""
     with torch.no_grad():
-        model.regressor.bias.fill_(sum(i.score for i in splits.train) / len(splits.train))
+        model.primary_head.regressor.bias.fill_(sum(i.score for i in splits.train) / len(splits.train))
 
 
 def fit(

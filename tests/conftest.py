@@ -55,7 +55,7 @@ def tiny_checkpoint_at(path: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = VNet(get_config("vnet_tiny"))
     with torch.no_grad():
-        model.regressor.bias.fill_(0.6)
+        model.primary_head.regressor.bias.fill_(0.6)
     return save_checkpoint(path, model, metrics={}, train_data={"data": "none"},
                            backbone_init="random")
 

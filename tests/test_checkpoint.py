@@ -61,7 +61,7 @@ def test_wrapper_prefixes_are_stripped(tmp_path):
 def test_weights_of_another_shape_are_refused_not_half_loaded(tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", VNet(get_config("vnet_tiny")))
     payload = torch.load(path, weights_only=True)
-    payload["state_dict"]["regressor.weight"] = torch.zeros(1, 99)
+    payload["state_dict"]["heads.score.regressor.weight"] = torch.zeros(1, 99)
     torch.save(payload, path)
     with pytest.raises(MemoError, match="weights do not match"):
         load_checkpoint(path)

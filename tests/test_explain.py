@@ -98,7 +98,7 @@ def test_gradcam_leaves_the_model_as_it_was_and_works_under_inference_mode():
 def test_a_flat_map_stays_zero_instead_of_blowing_up_noise():
     model = VNet(get_config("vnet_tiny")).eval()
     with torch.no_grad():
-        model.regressor.weight.zero_()  # score no longer depends on the image
+        model.primary_head.regressor.weight.zero_()  # score no longer depends on the image
     with GradCAM(model) as gcam:
         result = gcam(torch.rand(2, 3, 64, 64))
     assert result.flat.all()
@@ -295,7 +295,7 @@ def test_flat_map_is_written_as_zeros_and_reported(tmp_path):
     torch.manual_seed(0)
     model = VNet(get_config("vnet_tiny"))
     with torch.no_grad():
-        model.regressor.weight.zero_()
+        model.primary_head.regressor.weight.zero_()
     weights = save_checkpoint(tmp_path / "flat.pt", model, metrics={})
     photo = write_photo(tmp_path / "img.jpg")
     result = run(photo, "-w", weights, "--heatmap-only")

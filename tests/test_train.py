@@ -146,7 +146,7 @@ def test_lr_range_test_trains_the_stages_the_run_would_train(dataset, budget, mo
     changed = {k.split(".")[1] for k in before
                if k.startswith("backbone.") and not torch.equal(before[k], after[k])}
     assert changed == {"layer4"}  # (batch-norm statistics included)
-    assert not torch.equal(before["regressor.weight"], after["regressor.weight"])
+    assert not torch.equal(before["heads.score.regressor.weight"], after["heads.score.regressor.weight"])
 
 
 def test_bad_dataset_stops_before_training(tmp_path):
