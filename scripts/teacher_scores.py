@@ -6,6 +6,9 @@ ResMem is run as its documentation shows: ``ResMem(pretrained=True)`` in eval mo
 ``Image.open(path).convert("RGB")``. Photos go through in batches, which changes nothing
 per photo (no batch statistics in eval mode) and is faster than one at a time.
 
+Photos are taken in a fixed pseudo-random order (by a hash of the name), so a run stopped
+early has scored a fair sample of every part of the folder, not its first sources.
+
 The output is ``name score`` lines, the layout ``memo train`` reads
 (``--data FOLDER:SPLIT``). It is resumable: photos already in the file are skipped, and
 each batch is appended and flushed as soon as it is scored, so an interrupted run loses
@@ -23,6 +26,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 
@@ -58,7 +62,8 @@ def main() -> None:
     names = sorted(p.name for p in args.folder.iterdir()
                    if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     seen = done_names(args.out)
-    todo = [n for n in names if n not in seen]
+    todo = sorted((n for n in names if n not in seen),
+                  key=lambda n: hashlib.sha1(n.encode()).hexdigest())
     print(f"{len(names)} photos, {len(seen)} already scored, {len(todo)} to go", file=sys.stderr)
     model = ResMem(pretrained=True).to(args.device).eval()
     with torch.inference_mode(), open(args.out, "a", encoding="utf-8") as out:
