@@ -19,20 +19,18 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from memocli.checkpoint import load_checkpoint
 from memocli.data import load_split
 from memocli.device import pick_device
 from memocli.files import default_weights_path
-from memocli.inference import iter_predictions
 from memocli.metrics import regression_metrics
+from memocli.predictor import Predictor
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "lnsim"
 
 
 def memo_predictions(weights: Path, paths: list[Path], device) -> list[float]:
-    loaded = load_checkpoint(weights, device=device)
     scores: dict[int, float] = {}
-    for batch in iter_predictions(loaded.model, paths, device, batch_size=32):
+    for batch in Predictor.from_checkpoint(weights, device).iter_predictions(paths, 32):
         if batch.failures:
             raise SystemExit(f"cannot read {paths[batch.failures[0][0]]}: {batch.failures[0][1]}")
         scores.update(zip(batch.indices, batch.scores))

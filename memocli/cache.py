@@ -8,8 +8,10 @@ Tables (see ``docs/scoring.md``):
   stat index, so an unchanged file is never hashed again.
 * ``images(content_hash, width, height, taken_at, camera)``: what belongs to the content
   (upright size, EXIF date taken and camera), shared by every model.
-* ``checkpoints(path, size, mtime_ns, model)``: the model id of a checkpoint file as of its
-  size and mtime, so a cached re-scan need not hash the checkpoint or import torch.
+* ``checkpoints(path, device, precision, preprocessing, size, mtime_ns, model)``: the model
+  id a checkpoint file scores under with that ``--device`` and ``--precision`` (as asked,
+  ``auto`` included) and preprocessing version, as of its size and mtime, so a cached
+  re-scan need not hash the checkpoint or import torch.
 * ``features(content_hash, model, vector)``: the model's L2-normalised pooled last-block
   features (float16 bytes), written with the score, for finding bursts.
 
@@ -26,7 +28,7 @@ import math
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from typing import Any
 import sqlite_utils
 
 from .errors import MemoError
+from .files import os_reason
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +106,27 @@ def m004_features(db: sqlite_utils.Database) -> None:
     )
 
 
+def m005_checkpoint_setups(db: sqlite_utils.Database) -> None:
+    """Model ids now depend on device, precision and preprocessing, not on the file alone.
+
+    The old rows name ids no score is written under any more: they go. Rows merged from an
+    older cache lack the new key columns and are skipped (``INSERT OR IGNORE``).
+    """
+    db.table("checkpoints").drop()
+    db.table("checkpoints").create(
+        {"path": str, "device": str, "precision": str, "preprocessing": int, "size": int,
+         "mtime_ns": int, "model": str, "seen_at": str},
+        pk=("path", "device", "precision", "preprocessing"),
+        not_null={"device", "precision", "preprocessing", "size", "mtime_ns", "model"},
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_scores_and_files,
     m002_images,
     m003_checkpoints,
     m004_features,
+    m005_checkpoint_setups,
 ]
 
 
@@ -153,6 +172,24 @@ class ImageMeta:
     height: int | None = None
     taken_at: str | None = None
     camera: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckpointSetup:
+    """A checkpoint file as of one stat, scored with one ``--device`` and ``--precision``
+    (as the user asked, ``auto`` included) under one preprocessing version."""
+
+    path: str  # absolute
+    device: str
+    precision: str
+    preprocessing: int
+    size: int
+    mtime_ns: int
+
+
+def _setup_row(setup: CheckpointSetup) -> list:
+    """``setup``'s column values, its path stored as :func:`db_path` stores paths."""
+    return [db_path(setup.path), *astuple(setup)[1:]]
 
 
 @dataclass(frozen=True)
@@ -237,7 +274,7 @@ class Cache:
         except sqlite3.DatabaseError as e:
             raise MemoError(f"{self.path or ':memory:'}: cannot use the cache: {e}") from None
         except OSError as e:
-            raise MemoError(f"{self.path}: cannot create the cache: {e.strerror or e}") from None
+            raise MemoError(f"{self.path}: cannot create the cache: {os_reason(e)}") from None
 
     def close(self) -> None:
         self.db.close()
@@ -303,11 +340,11 @@ class Cache:
             ).fetchall())
         return found
 
-    def checkpoint_model(self, path: str, size: int, mtime_ns: int) -> str | None:
-        """The model id recorded for this checkpoint file, if it is unchanged since."""
+    def checkpoint_model(self, setup: CheckpointSetup) -> str | None:
+        """The model id recorded for this checkpoint setup, if the file is unchanged since."""
         row = self.db.execute(
-            "SELECT model FROM checkpoints WHERE path = ? AND size = ? AND mtime_ns = ?",
-            [db_path(path), size, mtime_ns],
+            "SELECT model FROM checkpoints WHERE path = ? AND device = ? AND precision = ? "
+            "AND preprocessing = ? AND size = ? AND mtime_ns = ?", _setup_row(setup),
         ).fetchone()
         return row[0] if row and isinstance(row[0], str) else None
 
@@ -350,11 +387,13 @@ class Cache:
                     "INSERT OR REPLACE INTO features (content_hash, model, vector) "
                     "VALUES (?, ?, ?)", vectors)
 
-    def remember_checkpoint(self, path: str, size: int, mtime_ns: int, model: str) -> None:
+    def remember_checkpoint(self, setup: CheckpointSetup, model: str) -> None:
+        """Record the model id ``setup`` scores under (see :meth:`checkpoint_model`)."""
         with self.db.atomic():
             self.db.conn.execute(
-                "INSERT OR REPLACE INTO checkpoints (path, size, mtime_ns, model, seen_at) "
-                "VALUES (?, ?, ?, ?, ?)", (db_path(path), size, mtime_ns, model, now_iso()),
+                "INSERT OR REPLACE INTO checkpoints (path, device, precision, preprocessing, "
+                "size, mtime_ns, model, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [*_setup_row(setup), model, now_iso()],
             )
 
     # --- maintenance ----------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import torch
 
 from . import __version__
 from .errors import MemoError
-from .files import hash_file
+from .files import atomic_write, hash_file
 from .model import VNet, upgrade_state_dict
 from .registry import MODELS, ModelConfig
 
@@ -31,11 +30,16 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 @dataclass
 class LoadedModel:
-    """A model ready to score, with the checkpoint metadata it came from."""
+    """A model with the checkpoint metadata it came from.
+
+    ``checkpoint_id`` (architecture + content digest) names the weights; scores are cached
+    under :attr:`memocli.predictor.Predictor.model_id`, which adds the preprocessing and
+    the precision.
+    """
 
     model: VNet
     meta: dict[str, Any]
-    model_id: str
+    checkpoint_id: str
 
     @property
     def cfg(self) -> ModelConfig:
@@ -64,7 +68,6 @@ def save_checkpoint(
         **meta: plain-data metadata (metrics, train_data, training, backbone_init, ...).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu()
         for k, v in _clean_state_dict(model.state_dict()).items()
@@ -78,17 +81,8 @@ def save_checkpoint(
         **meta,
         "state_dict": state,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is not what a user expects
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save(payload, f)
     return path
 
 
@@ -160,6 +154,6 @@ def load_checkpoint(
         raise MemoError(f"{path}: weights do not match a '{cfg.name}' model: {reason}") from None
     model.to(device).eval()
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
-    model_id = f"{cfg.name}-{hash_file(path)[:16]}"
-    return LoadedModel(model=model, meta=meta, model_id=model_id)
+    checkpoint_id = f"{cfg.name}-{hash_file(path)[:16]}"
+    return LoadedModel(model=model, meta=meta, checkpoint_id=checkpoint_id)
 

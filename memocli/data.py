@@ -13,6 +13,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from .errors import MemoError
+from .files import read_failure
 from .registry import ModelConfig
 
 # Refuse images whose declared size would need absurd memory to decode (≈ 180 MP).
@@ -81,12 +82,8 @@ def describe_decode_error(error: BaseException) -> str:
     if isinstance(error, Image.DecompressionBombError):
         limit = Image.MAX_IMAGE_PIXELS // 1_000_000
         return f"refused: image too large to decode safely (over {limit} megapixels)"
-    if isinstance(error, FileNotFoundError):
-        return "file vanished before it could be read"
-    if isinstance(error, PermissionError):
-        return "permission denied"
-    if isinstance(error, IsADirectoryError):
-        return "is a directory, not an image"
+    if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        return read_failure(error)
     if isinstance(error, Image.UnidentifiedImageError):
         return "not a recognised image format"
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,10 +34,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import DECODE_ERRORS, describe_decode_error, eval_transform, load_image
+from .data import DECODE_ERRORS, describe_decode_error, load_image
 from .errors import MemoError
-from .files import decode_threads
+from .files import atomic_write, decode_threads, os_reason
 from .model import VNet
+from .predictor import Predictor
 from .registry import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -306,19 +306,6 @@ def output_paths(paths: Sequence[Path], out_dir: Path | None, suffix: str) -> li
     return planned
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file + rename, so an interrupted run leaves no half picture."""
-    # Not mkstemp: its 0600 mode would make the pictures private; open() honours the umask.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _encode_jpeg(bgr: np.ndarray) -> bytes:
     import cv2
 
@@ -359,10 +346,10 @@ class Explained:
         return self.error is None
 
 
-def _net_input(path: Path, transform, min_side: int):
+def _net_input(predictor: Predictor, path: Path):
     """The network input exactly as ``memo score`` builds it (so the scores agree)."""
     try:
-        return transform(load_image(path, min_side)), None
+        return predictor.net_input(predictor.load_photo(path)), None
     except FileNotFoundError:
         return None, "no such file"
     except DECODE_ERRORS as e:
@@ -387,7 +374,9 @@ def explain_images(
     result with ``error`` set and the rest carry on.
 
     Args:
-        loaded: a :class:`~memocli.checkpoint.LoadedModel` (or a bare :class:`VNet`).
+        loaded: a :class:`~memocli.predictor.Predictor` (or a
+            :class:`~memocli.checkpoint.LoadedModel` or bare :class:`VNet`: see
+            :meth:`Predictor.of <memocli.predictor.Predictor.of>`).
         paths: image files.
         out_dir: folder for the pictures (created); None: beside each input.
         layer: backbone stage or block (``layer3``, ``layer4.2``); None: the last block.
@@ -402,14 +391,14 @@ def explain_images(
         MemoError: at once (not on first iteration), for a bad layer, alpha or flags, or an
             unusable ``out_dir``.
     """
-    model: VNet = getattr(loaded, "model", loaded)
+    predictor = Predictor.of(loaded)
     if side_by_side and heatmap_only:
         raise MemoError("--side-by-side and --heatmap-only exclude each other")
     if not 0.0 <= alpha <= 1.0:
         raise MemoError(f"alpha must be between 0 and 1, got {alpha}")
     if batch_size < 1:
         raise MemoError(f"batch size must be at least 1, got {batch_size}")
-    layer = resolve_layer(model, layer)
+    layer = resolve_layer(predictor.model, layer)
     sources = [Path(p) for p in paths]
     folder = Path(out_dir) if out_dir is not None else None
     if folder is not None:
@@ -418,11 +407,10 @@ def explain_images(
         except (FileExistsError, NotADirectoryError):
             raise MemoError(f"{folder}: exists and is not a folder") from None
         except OSError as e:
-            raise MemoError(f"{folder}: cannot create output folder ({e.strerror})") from None
+            raise MemoError(f"{folder}: cannot create output folder ({os_reason(e)})") from None
     targets = output_paths(sources, folder, HEATMAP_SUFFIX if heatmap_only else OVERLAY_SUFFIX)
-    return _explain_batches(model, getattr(loaded, "model_id", model.cfg.name), sources,
-                            targets, layer, alpha, side_by_side, heatmap_only, batch_size,
-                            threads or decode_threads())
+    return _explain_batches(predictor.in_precision("fp32"), sources, targets, layer, alpha,
+                            side_by_side, heatmap_only, batch_size, threads or decode_threads())
 
 
 @dataclass
@@ -437,18 +425,16 @@ class CamMap:
     error: str | None = None
 
 
-def cam_maps(model: VNet, sources: Sequence[Path], layer: str, batch_size: int,
+def cam_maps(predictor: Predictor, sources: Sequence[Path], layer: str, batch_size: int,
              pool: ThreadPoolExecutor) -> Iterator[list[CamMap]]:
     """Grad-CAM maps of image files: one list per batch, in input order.
 
     Files are decoded in ``pool``, exactly as ``memo score`` feeds them to the model.
     """
-    cfg = model.cfg
-    transform = eval_transform(cfg)
-    with GradCAM(model, layer) as gcam:
+    with GradCAM(predictor.model, layer) as gcam:
         for start in range(0, len(sources), batch_size):
             batch = sources[start:start + batch_size]
-            decoded = list(pool.map(lambda p: _net_input(p, transform, cfg.input_size), batch))
+            decoded = list(pool.map(lambda p: _net_input(predictor, p), batch))
             maps = [CamMap(path, error=reason)
                     for path, (_, reason) in zip(batch, decoded, strict=True)]
             ok = [i for i, (tensor, _) in enumerate(decoded) if tensor is not None]
@@ -460,7 +446,7 @@ def cam_maps(model: VNet, sources: Sequence[Path], layer: str, batch_size: int,
             yield maps
 
 
-def _explain_batches(model: VNet, model_id: str, sources: list[Path], targets: list[Path],
+def _explain_batches(predictor: Predictor, sources: list[Path], targets: list[Path],
                      layer: str, alpha: float, side_by_side: bool, heatmap_only: bool,
                      batch_size: int, threads: int) -> Iterator[Explained]:
     def finish(m: CamMap, target: Path) -> Explained:
@@ -474,19 +460,20 @@ def _explain_batches(model: VNet, model_id: str, sources: list[Path], targets: l
                 size = (image.shape[1], image.shape[0])
                 data = _encode_png(heatmap_gray(cam, size), {
                     "memo:score": f"{score:.6f}", "memo:cam_peak": f"{peak:.6g}",
-                    "memo:layer": layer, "memo:model": model_id,
+                    "memo:layer": layer, "memo:model": predictor.model_id,
                 })
             else:
                 data = _encode_jpeg(render(image, cam, score, alpha, side_by_side))
-            _write_atomic(target, data)
+            with atomic_write(target) as f:  # an interrupted run leaves no half picture
+                f.write(data)
         except OSError as e:
             return Explained(path, score=score, peak=peak, flat=flat,
-                             error=f"cannot write {target}: {e.strerror or e}")
+                             error=f"cannot write {target}: {os_reason(e)}")
         return Explained(path, target, score, peak, flat)
 
     done = 0
     with ThreadPoolExecutor(threads) as pool:
-        for maps in cam_maps(model, sources, layer, batch_size, pool):
+        for maps in cam_maps(predictor, sources, layer, batch_size, pool):
             jobs = [pool.submit(finish, m, targets[done + k]) if m.error is None else m
                     for k, m in enumerate(maps)]
             done += len(maps)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Sequence
 from typing import IO, Any
 
 from .escape import csv_writer, dumps_json, for_terminal, rich_cell
+from .files import atomic_write
 from .score import Ranked
 
 #: Columns of ``memo export`` (CSV header, JSON keys), in order. Documented in docs/scoring.md.
@@ -52,29 +51,10 @@ def write_json(ranked: Sequence[Ranked], model_id: str, out: IO[str]) -> None:
 WRITERS = {"csv": write_csv, "json": write_json}
 
 
-@contextmanager
-def atomic_text(out: str | os.PathLike) -> Iterator[IO[str]]:
-    """A UTF-8 text file that replaces ``out`` only once it is complete (temp + rename).
-
-    The temporary file is opened with ``open`` (not ``mkstemp``, whose mode is 0600), so
-    ``out`` gets the permissions the umask gives.
-    """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "x", newline="", encoding="utf-8") as f:
-            yield f
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_file(ranked: Sequence[Ranked], model_id: str, out: str | os.PathLike,
                fmt: str) -> None:
     """Write ``ranked`` to ``out`` atomically (temp file + rename), as CSV or JSON."""
-    with atomic_text(out) as f:
+    with atomic_write(out, "w", encoding="utf-8", newline="") as f:
         WRITERS[fmt](ranked, model_id, f)
 
 

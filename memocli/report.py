@@ -25,8 +25,7 @@ from PIL import Image
 
 from .data import DECODE_ERRORS, describe_decode_error, load_image
 from .escape import for_html
-from .files import decode_threads
-from .output import atomic_text
+from .files import atomic_write, decode_threads
 from .score import Ranked
 
 if TYPE_CHECKING:
@@ -82,14 +81,13 @@ def make_thumb(path: str | os.PathLike, cam: np.ndarray | None = None,
 def grad_cams(weights: str | os.PathLike, device: str, paths: Sequence[str],
               batch_size: int = 16) -> dict[str, CamMap]:
     """Grad-CAM of each path at the default layer (the model loads on ``device``)."""
-    from .checkpoint import load_checkpoint
-    from .device import pick_device
     from .explain import cam_maps, default_layer
+    from .predictor import Predictor
 
-    loaded = load_checkpoint(weights, device=pick_device(device))
+    predictor = Predictor.from_checkpoint(weights, device, "fp32")
     with ThreadPoolExecutor(decode_threads()) as pool:
-        maps = [m for batch in cam_maps(loaded.model, [Path(p) for p in paths],
-                                        default_layer(loaded.model), batch_size, pool)
+        maps = [m for batch in cam_maps(predictor, [Path(p) for p in paths],
+                                        default_layer(predictor.model), batch_size, pool)
                 for m in batch]
     return dict(zip(paths, maps, strict=True))
 
@@ -208,7 +206,7 @@ def write_report(ranked: Sequence[Ranked], thumbs: Sequence[Thumb], model_id: st
                  title: str, out: str | os.PathLike) -> int:
     """Write the page to ``out`` atomically; returns its size in bytes."""
     page = render_html(ranked, thumbs, model_id, title)
-    with atomic_text(out) as f:
+    with atomic_write(out, "w", encoding="utf-8", newline="") as f:
         f.write(page)
     return len(page.encode("utf-8"))
 

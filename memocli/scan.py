@@ -12,6 +12,8 @@ import stat as stat_mod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .files import os_reason
+
 #: Extensions memo looks for in folders (compared case-insensitively). A file named
 #: explicitly on the command line is taken whatever its name.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
@@ -50,14 +52,6 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _reason(error: OSError) -> str:
-    if isinstance(error, PermissionError):
-        return "permission denied"
-    if isinstance(error, FileNotFoundError):
-        return "no such file or folder"
-    return error.strerror or str(error)
-
-
 class _Walker:
     def __init__(self, include_hidden: bool):
         self.include_hidden = include_hidden
@@ -88,7 +82,7 @@ class _Walker:
                 with os.scandir(folder) as it:
                     entries = sorted(it, key=lambda e: e.name)
             except OSError as e:
-                self.result.problems.append((folder, f"cannot list folder: {_reason(e)}"))
+                self.result.problems.append((folder, f"cannot list folder: {os_reason(e)}"))
                 continue
             subfolders = []
             for entry in entries:
@@ -108,7 +102,7 @@ class _Walker:
                         self.result.problems.append((path, "broken symbolic link"))
                     continue  # else: deleted while we looked
                 except OSError as e:
-                    self.result.problems.append((path, _reason(e)))
+                    self.result.problems.append((path, os_reason(e)))
                     continue
                 if stat_mod.S_ISREG(entry_stat.st_mode):
                     self.add_file(path, entry_stat, rel)
@@ -130,7 +124,7 @@ def scan(inputs: Iterable[str | os.PathLike], include_hidden: bool = False) -> S
         try:
             st = os.stat(path)
         except OSError as e:
-            walker.result.problems.append((path, _reason(e)))
+            walker.result.problems.append((path, os_reason(e)))
             continue
         if stat_mod.S_ISDIR(st.st_mode):
             walker.walk(path, st)

@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cache import Cache, ImageMeta
+from .cache import Cache, CheckpointSetup, ImageMeta
 from .errors import Interrupted, MemoError
-from .files import default_weights_path, hash_file, printable
+from .files import default_weights_path, hash_file, os_reason, printable, read_failure
+from .registry import PREPROCESSING_VERSION
 from .scan import FoundFile, scan
 from .shard import Shard
 
@@ -75,6 +76,7 @@ class ScoreReport:
     hashed: int = 0  # files hashed in this run (new or changed since last seen)
     scored: int = 0  # contents the model ran on in this run
     scored_files: int = 0  # files whose score came from this run's model calls
+    source: ModelSource | None = None  # the model (loaded once, on first use)
 
     @property
     def from_cache(self) -> int:
@@ -93,43 +95,43 @@ class Ranked:
 
 
 class ModelSource:
-    """The checkpoint to score with.
+    """The checkpoint to score with, on a device, in a precision.
 
     Its model id comes from the cache when the checkpoint file is unchanged since it was
-    last loaded (no hashing, no torch); the model itself is loaded only on :meth:`load`.
+    last loaded with the same ``device`` and ``precision`` (no hashing, no torch); the
+    :class:`~memocli.predictor.Predictor` itself is built only on :meth:`load`.
     """
 
-    def __init__(self, weights: str | os.PathLike, cache: Cache, device: str = "auto"):
+    def __init__(self, weights: str | os.PathLike, cache: Cache, device: str = "auto",
+                 precision: str = "auto"):
         self.path = Path(weights)
         self.cache = cache
         self.device_name = device
-        self.abspath = os.path.abspath(self.path)
+        self.precision = precision
         try:
             st = os.stat(self.path)
         except OSError as e:
-            raise MemoError(f"{self.path}: cannot read checkpoint: {e.strerror}") from None
-        self._stat = (st.st_size, st.st_mtime_ns)
-        self.model_id = cache.checkpoint_model(self.abspath, *self._stat)
-        self._loaded: Any = None
-        self.device: Any = None
+            raise MemoError(f"{self.path}: cannot read checkpoint: {os_reason(e)}") from None
+        self.setup = CheckpointSetup(os.path.abspath(self.path), device, precision,
+                                     PREPROCESSING_VERSION, st.st_size, st.st_mtime_ns)
+        self.model_id = cache.checkpoint_model(self.setup)
+        self._predictor: Any = None
         if self.model_id is None:
             self.load()
 
     def load(self):
-        """The :class:`~memocli.checkpoint.LoadedModel`, on the chosen device (imports torch)."""
-        if self._loaded is None:
-            from .checkpoint import load_checkpoint
-            from .device import pick_device
+        """The :class:`~memocli.predictor.Predictor` (loaded once; imports torch)."""
+        if self._predictor is None:
+            from .predictor import Predictor
 
-            self.device = pick_device(self.device_name)
-            loaded = load_checkpoint(self.path, device=self.device)
-            if self.model_id is not None and loaded.model_id != self.model_id:
-                raise MemoError(f"{self.path}: checkpoint changed while memo was reading it; "
-                                "run again")
-            self.model_id = loaded.model_id
-            self.cache.remember_checkpoint(self.abspath, *self._stat, self.model_id)
-            self._loaded = loaded
-        return self._loaded
+            predictor = Predictor.from_checkpoint(self.path, self.device_name, self.precision)
+            remembered, self.model_id = self.model_id, predictor.model_id
+            self.cache.remember_checkpoint(self.setup, self.model_id)
+            if remembered is not None and remembered != self.model_id:
+                raise MemoError(f"{self.path}: checkpoint changed while memo was reading it "
+                                f"(model {remembered}, now {self.model_id}); run again")
+            self._predictor = predictor
+        return self._predictor
 
 
 @dataclass
@@ -218,20 +220,13 @@ def _try_hash(entry: _Entry) -> tuple[str | None, str | None]:
     """``(digest, None)``, or ``(None, reason)`` when the file cannot be read."""
     try:
         return hash_file(entry.found.path), None
-    except FileNotFoundError:
-        return None, "file vanished before it could be read"
-    except PermissionError:
-        return None, "permission denied"
-    except IsADirectoryError:
-        return None, "is a directory, not an image"
     except OSError as e:
-        return None, f"cannot read file: {e.strerror or e}"
+        return None, read_failure(e)
 
 
 def _model_stage(cache: Cache, source: ModelSource, entries: list[_Entry],
                  skips: Skips, progress: Progress, batch_size: int | None,
-                 workers: int | None, precision: str,
-                 with_features: bool = False) -> tuple[int, int]:
+                 workers: int | None, with_features: bool = False) -> tuple[int, int]:
     """Run the model on contents without a score (or features); commit batch by batch."""
     by_hash: dict[str, list[_Entry]] = {}
     for e in entries:
@@ -239,16 +234,13 @@ def _model_stage(cache: Cache, source: ModelSource, entries: list[_Entry],
             by_hash.setdefault(e.content_hash, []).append(e)
     if not by_hash:
         return 0, 0
-    from . import inference
-
-    loaded = source.load()
+    predictor = source.load()
     hashes = list(by_hash)
     paths = [Path(by_hash[h][0].found.path) for h in hashes]
     scored = scored_files = 0
     try:
         with progress.stage(len(paths), "scoring") as advance:
-            for batch in inference.iter_predictions(loaded.model, paths, source.device,
-                                                    batch_size, workers, precision=precision):
+            for batch in predictor.iter_predictions(paths, batch_size, workers):
                 done = [hashes[i] for i in batch.indices]
                 results = list(zip(done, batch.scores, strict=True))
                 vectors = list(zip(done, batch.features, strict=True))
@@ -323,7 +315,7 @@ def score_paths(
     mine = shard.select(found.files) if shard else found.files
     if shard:
         progress.echo(f"shard {shard}: {len(mine)} of the {len(found.files)} photo(s) found")
-    source = ModelSource(weights or default_weights_path(), cache, device)
+    source = ModelSource(weights or default_weights_path(), cache, device, precision)
     entries = [_Entry(f) for f in mine]
     known = cache.lookup_paths([f.abspath for f in mine], source.model_id)
     todo = []
@@ -343,7 +335,7 @@ def score_paths(
         for e in entries:
             e.features = stored.get(e.content_hash)
     scored, scored_files = _model_stage(cache, source, entries, skips, progress,
-                                        batch_size, workers, precision, with_features)
+                                        batch_size, workers, with_features)
     files = [
         ScoredFile(e.found.path, e.found.abspath, e.content_hash, e.score,
                    e.meta or ImageMeta(), e.features)
@@ -351,7 +343,7 @@ def score_paths(
     ]
     return ScoreReport(files=files, problems=skips.items, model_id=source.model_id,
                        found=len(entries), hashed=hashed, scored=scored,
-                       scored_files=scored_files)
+                       scored_files=scored_files, source=source)
 
 
 def rank(files: Sequence[ScoredFile]) -> list[Ranked]:

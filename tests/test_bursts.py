@@ -9,13 +9,13 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageDraw, ImageEnhance
 
-from memocli import inference
 from memocli.bursts import group, rank_bursts, seconds_of, untimed_threshold
 from memocli.cache import ImageMeta
 from memocli.cli import cli
+from memocli.predictor import Predictor
 from memocli.score import ScoredFile
 
-REAL_PREDICT = inference.iter_predictions
+REAL_PREDICT = Predictor.iter_predictions
 
 
 def invoke(args, code=0):
@@ -180,11 +180,11 @@ def test_cached_features_are_reused_and_missing_ones_computed_once(
     first = export_rows(burst_library, tiny_checkpoint, db)
     calls = []
 
-    def counting(model, paths, *args, **kwargs):
+    def counting(predictor, paths, *args, **kwargs):
         calls.append(sorted(Path(p).name for p in paths))
-        yield from REAL_PREDICT(model, paths, *args, **kwargs)
+        yield from REAL_PREDICT(predictor, paths, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "iter_predictions", counting)
+    monkeypatch.setattr(Predictor, "iter_predictions", counting)
     assert export_rows(burst_library, tiny_checkpoint, db) == first
     assert calls == []  # scores and features both from the cache
     with sqlite3.connect(db) as conn:  # as if two photos were scored before features existed

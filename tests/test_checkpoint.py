@@ -22,7 +22,7 @@ def test_round_trip_gives_identical_scores_and_metadata(tmp_path):
     assert loaded.meta["arch"] == "vnet_tiny"
     assert loaded.meta["metrics"] == {"val_rho": 0.5}
     assert loaded.meta["cfg"]["mean"] == list(model.cfg.mean)
-    assert loaded.model_id.startswith("vnet_tiny-")
+    assert loaded.checkpoint_id.startswith("vnet_tiny-")
     # plain data only: the strict loader accepts it
     assert torch.load(path, weights_only=True)["format"] == "memo-checkpoint"
 
@@ -44,8 +44,8 @@ def test_normalisation_travels_with_the_checkpoint(tmp_path):
 
 
 def test_different_models_get_different_ids(tmp_path):
-    a = load_checkpoint(tiny_checkpoint_at(tmp_path / "a.pt", seed=1)).model_id
-    b = load_checkpoint(tiny_checkpoint_at(tmp_path / "b.pt", seed=2)).model_id
+    a = load_checkpoint(tiny_checkpoint_at(tmp_path / "a.pt", seed=1)).checkpoint_id
+    b = load_checkpoint(tiny_checkpoint_at(tmp_path / "b.pt", seed=2)).checkpoint_id
     assert a != b
 
 

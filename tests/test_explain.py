@@ -16,8 +16,8 @@ from memocli.checkpoint import load_checkpoint, save_checkpoint
 from memocli.cli import cli
 from memocli.errors import MemoError
 from memocli.explain import GradCAM, explain_images
-from memocli.inference import iter_predictions
 from memocli.model import VNet
+from memocli.predictor import iter_predictions
 from memocli.registry import get_config
 
 

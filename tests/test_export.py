@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from conftest import write_photo
 from test_scan import exif_photo
 
-from memocli import inference
 from memocli.cli import cli
 from memocli.output import COLUMNS
+from memocli.predictor import Predictor
 
 DOCUMENTED = ["rank", "path", "score", "percentile", "content_hash", "width", "height",
               "date_taken", "camera", "model_id", "raw_score", "burst"]
@@ -66,13 +66,13 @@ def test_export_reuses_scores_and_only_scores_what_is_missing(tmp_path, make_pho
                                 str(tiny_checkpoint), "--cache", str(db)]).stdout)
     extra = write_photo(photos[0].parent / "new.png", color=(5, 200, 5))
     seen = []
-    real = inference.iter_predictions
+    real = Predictor.iter_predictions
 
-    def counting(model, paths, device, batch_size=32, workers=None, **options):
+    def counting(predictor, paths, *args, **kwargs):
         seen.extend(Path(p).name for p in paths)
-        yield from real(model, paths, device, batch_size, workers, **options)
+        yield from real(predictor, paths, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "iter_predictions", counting)
+    monkeypatch.setattr(Predictor, "iter_predictions", counting)
     out = tmp_path / "ranks.json"  # the extension picks JSON
     invoke(["export", str(photos[0].parent), str(out), "-w", str(tiny_checkpoint),
             "--cache", str(db), "-s"])

@@ -11,7 +11,7 @@ from memocli.checkpoint import load_checkpoint
 from memocli.data import eval_transform, load_image
 from memocli.device import pick_dtype
 from memocli.files import BUNDLED_WEIGHTS
-from memocli.inference import iter_predictions
+from memocli.predictor import iter_predictions
 
 SAMPLES = sorted((Path(__file__).resolve().parents[1] / "samples").glob("*.jpg"))
 

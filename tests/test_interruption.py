@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import write_photo
 
-from memocli import inference
 from memocli.cli import cli
+from memocli.predictor import Predictor
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -81,13 +81,13 @@ def test_sigkill_loses_nothing_committed_and_the_rerun_scores_only_the_rest(
     assert integrity(db) == "ok"
 
     given_to_model = []
-    real = inference.iter_predictions
+    real = Predictor.iter_predictions
 
-    def counting(model, paths, *args, **kwargs):
+    def counting(predictor, paths, *args, **kwargs):
         given_to_model.extend(paths)
-        yield from real(model, paths, *args, **kwargs)
+        yield from real(predictor, paths, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "iter_predictions", counting)
+    monkeypatch.setattr(Predictor, "iter_predictions", counting)
     result = CliRunner().invoke(cli, ["score", str(lib), "--csv", "-s", "--cache", str(db),
                                       "-w", str(tiny_checkpoint), "--workers", "0"])
     assert result.exit_code == 0, result.output

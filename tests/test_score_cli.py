@@ -8,14 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 from conftest import tiny_checkpoint_at, write_photo
 
-from memocli import checkpoint, inference, score
+from memocli import checkpoint, score
 from memocli.cli import cli
+from memocli.predictor import Predictor
 
-REAL_PREDICT = inference.iter_predictions
+REAL_PREDICT = Predictor.iter_predictions
 
 
 def invoke(args, code=0):
@@ -35,11 +35,11 @@ def model_calls(monkeypatch):
     """Record the file names every model call is given (and still score them)."""
     calls: list[list[str]] = []
 
-    def counting(model, paths, device, batch_size=32, workers=None, **options):
+    def counting(predictor, paths, *args, **kwargs):
         calls.append([Path(p).name for p in paths])
-        yield from REAL_PREDICT(model, paths, device, batch_size, workers, **options)
+        yield from REAL_PREDICT(predictor, paths, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "iter_predictions", counting)
+    monkeypatch.setattr(Predictor, "iter_predictions", counting)
     return calls
 
 
@@ -47,16 +47,16 @@ def forbid_model_and_hashing(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the model (or hashing) ran on a cached re-scan")
 
-    monkeypatch.setattr(inference, "iter_predictions", fail)
+    monkeypatch.setattr(Predictor, "iter_predictions", fail)
     monkeypatch.setattr(checkpoint, "load_checkpoint", fail)
     monkeypatch.setattr(score, "hash_file", fail)
 
 
 def model_scores(ckpt, paths):
     """What the model says about each file, computed directly (no CLI, no cache)."""
-    loaded = checkpoint.load_checkpoint(ckpt)
+    predictor = Predictor.from_checkpoint(ckpt, "cpu")
     out = {}
-    for batch in REAL_PREDICT(loaded.model, paths, torch.device("cpu"), 4, 0):
+    for batch in predictor.iter_predictions(paths, 4, 0):
         out.update({paths[i].name: s for i, s in zip(batch.indices, batch.scores, strict=True)})
     return out
 
@@ -71,7 +71,7 @@ def test_ranking_follows_the_model_scores(tmp_path, make_photos, tiny_checkpoint
     for r in rows:
         assert r["raw_score"] == pytest.approx(expected[Path(r["path"]).name], abs=1e-5)
         assert r["score"] == pytest.approx(min(1, max(0, r["raw_score"])), abs=1e-6)
-        assert r["model_id"] == checkpoint.load_checkpoint(tiny_checkpoint).model_id
+        assert r["model_id"] == Predictor.from_checkpoint(tiny_checkpoint, "cpu").model_id
         assert (r["width"], r["height"]) == (48, 40)
     assert rows[0]["percentile"] == 100.0 and rows[-1]["percentile"] == 0.0
     assert rows[3]["percentile"] == 50.0
@@ -158,18 +158,74 @@ def test_two_models_keep_separate_scores(tmp_path, make_photos, model_calls):
         assert conn.execute("SELECT count(*) FROM images").fetchone()[0] == 3  # shared
 
 
+def old_cache(db, photos, ckpt, stale_score):
+    """A cache as memo wrote it before model ids named preprocessing and precision: every
+    photo scored (``stale_score``) and the checkpoint remembered under ``name-digest``."""
+    from memocli import cache as cache_mod
+    from memocli.files import hash_file
+
+    old_id = checkpoint.load_checkpoint(ckpt).checkpoint_id
+    migrations = cache_mod.MIGRATIONS
+    cache_mod.MIGRATIONS = migrations[:4]  # m001-m004: the schema of the old memo
+    try:
+        with cache_mod.Cache(db) as c:
+            hashes = [hash_file(p) for p in photos]
+            c.record_files([(str(p.resolve()), h, p.stat().st_size, p.stat().st_mtime_ns)
+                            for p, h in zip(photos, hashes, strict=True)])
+            c.record_scores(old_id, [(h, stale_score) for h in hashes])
+            st = ckpt.stat()
+            c.db.execute("INSERT INTO checkpoints (path, size, mtime_ns, model) VALUES "
+                         "(?, ?, ?, ?)", [str(ckpt.resolve()), st.st_size, st.st_mtime_ns, old_id])
+            c.db.conn.commit()
+    finally:
+        cache_mod.MIGRATIONS = migrations
+    return old_id
+
+
+def test_a_cache_from_before_versioned_ids_is_recomputed_once_not_mixed(
+        tmp_path, make_photos, tiny_checkpoint, monkeypatch, model_calls):
+    photos = make_photos(3)
+    db = tmp_path / "c.db"
+    old_id = old_cache(db, photos, tiny_checkpoint, stale_score=0.123)
+    rows, result = score_json(photos[0].parent, tiny_checkpoint, db, "--precision", "fp32")
+    assert sorted(n for call in model_calls for n in call) == sorted(p.name for p in photos)
+    assert "0 from the cache, 3 scored now" in result.stderr
+    assert all(r["raw_score"] != pytest.approx(0.123) for r in rows)
+    assert {r["model_id"] for r in rows} == {f"{old_id}-p2-fp32"}
+    forbid_model_and_hashing(monkeypatch)  # once recomputed, a re-scan needs no model
+    again, _ = score_json(photos[0].parent, tiny_checkpoint, db, "--precision", "fp32")
+    assert again == rows
+
+
+def test_each_precision_keeps_its_own_scores(tmp_path, make_photos, tiny_checkpoint,
+                                             monkeypatch, model_calls):
+    photos = make_photos(3)
+    db = tmp_path / "c.db"
+    fp32, _ = score_json(photos[0].parent, tiny_checkpoint, db, "--precision", "fp32")
+    bf16, _ = score_json(photos[0].parent, tiny_checkpoint, db, "--precision", "bf16")
+    assert len(model_calls) == 2  # the bf16 run did not reuse the fp32 rows
+    assert {r["model_id"].rsplit("-", 1)[1] for r in fp32} == {"fp32"}
+    assert {r["model_id"].rsplit("-", 1)[1] for r in bf16} == {"bf16"}
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT model) FROM scores").fetchone() \
+            == (6, 2)
+    forbid_model_and_hashing(monkeypatch)  # each precision's id is remembered
+    assert score_json(photos[0].parent, tiny_checkpoint, db, "--precision", "fp32")[0] == fp32
+    assert score_json(photos[0].parent, tiny_checkpoint, db, "--precision", "bf16")[0] == bf16
+
+
 def test_interrupted_run_keeps_finished_batches_and_the_next_run_finishes(
         tmp_path, make_photos, tiny_checkpoint, monkeypatch):
     photos = make_photos(7)
     db = tmp_path / "c.db"
 
-    def two_batches_then_ctrl_c(model, paths, device, batch_size=32, workers=None, **options):
-        for n, batch in enumerate(REAL_PREDICT(model, paths, device, batch_size, workers, **options)):
+    def two_batches_then_ctrl_c(predictor, paths, *args, **kwargs):
+        for n, batch in enumerate(REAL_PREDICT(predictor, paths, *args, **kwargs)):
             if n == 2:
                 raise KeyboardInterrupt
             yield batch
 
-    monkeypatch.setattr(inference, "iter_predictions", two_batches_then_ctrl_c)
+    monkeypatch.setattr(Predictor, "iter_predictions", two_batches_then_ctrl_c)
     result = invoke(["score", str(photos[0].parent), "-w", str(tiny_checkpoint), "--cache",
                      str(db), "--batch-size", "2", "--workers", "0"], code=130)
     assert "4 new score(s) so far are saved" in result.stderr
@@ -177,11 +233,11 @@ def test_interrupted_run_keeps_finished_batches_and_the_next_run_finishes(
         assert conn.execute("SELECT count(*) FROM scores").fetchone()[0] == 4
     calls = []
 
-    def counting(model, paths, device, batch_size=32, workers=None, **options):
+    def counting(predictor, paths, *args, **kwargs):
         calls.append(len(paths))
-        yield from REAL_PREDICT(model, paths, device, batch_size, workers, **options)
+        yield from REAL_PREDICT(predictor, paths, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "iter_predictions", counting)
+    monkeypatch.setattr(Predictor, "iter_predictions", counting)
     rows, _ = score_json(photos[0].parent, tiny_checkpoint, db, "--batch-size", "2")
     assert calls == [3] and len(rows) == 7
 

@@ -68,18 +68,16 @@ def write_explanations(images, out: Path | None, weights: str | None, device: st
 
     ``options`` are :func:`memocli.explain.explain_images`'s keyword options.
     """
-    from ..checkpoint import load_checkpoint
-    from ..device import pick_device
     from ..errors import MemoError
     from ..explain import explain_images, resolve_layer
     from ..files import default_weights_path
+    from ..predictor import Predictor
 
     if out is not None and out.exists() and not out.is_dir():
         raise click.BadParameter(f"{out} exists and is not a folder", param_hint="--out")
-    dev = pick_device(device)
-    loaded = load_checkpoint(weights or default_weights_path(), device=dev)
+    predictor = Predictor.from_checkpoint(weights or default_weights_path(), device, "fp32")
     try:
-        options["layer"] = layer = resolve_layer(loaded.model, options.get("layer"))
+        options["layer"] = layer = resolve_layer(predictor.model, options.get("layer"))
     except MemoError as e:
         raise click.BadParameter(str(e), param_hint="--layer") from None
 
@@ -90,7 +88,7 @@ def write_explanations(images, out: Path | None, weights: str | None, device: st
             seen.add(key)
             sources.append(path)
     failed = 0
-    for result in explain_images(loaded, sources, out, **options):
+    for result in explain_images(predictor, sources, out, **options):
         if result.ok:
             click.echo(f"{printable(result.source)} -> {printable(result.output)}  "
                        f"(score {result.score:.2f})")

@@ -39,7 +39,7 @@ def report(inputs, out, n_heatmaps, title, burst_seconds, burst_similarity, **sc
       memo report ~/Photos --burst-seconds 10 --title "Summer 2026"
     """
     from ..bursts import rank_bursts
-    from ..files import default_weights_path, printable
+    from ..files import default_weights_path, os_reason, printable
     from ..report import grad_cams, make_thumbs, write_report
 
     result = _run_scoring(inputs, **scoring, with_features=True)
@@ -65,7 +65,7 @@ def report(inputs, out, n_heatmaps, title, burst_seconds, burst_similarity, **sc
     try:
         size = write_report(ranked, thumbs, result.model_id, title, out)
     except OSError as e:
-        raise click.ClickException(f"{out}: cannot write: {e.strerror or e}") from None
+        raise click.ClickException(f"{out}: cannot write: {os_reason(e)}") from None
     if not silent:
         echo_err(f"wrote {out}: {len(ranked)} photo(s), {len(cams)} heatmap(s), "
                  f"{size / 1e6:.1f} MB")

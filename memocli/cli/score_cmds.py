@@ -222,6 +222,7 @@ def export(inputs, out, fmt, one_per_burst, burst_seconds, burst_similarity, **s
       memo export ~/Photos ranks.csv --one-per-burst
     """
     from ..bursts import rank_bursts
+    from ..files import os_reason
     from ..output import WRITERS, write_file
 
     fmt = fmt or ("json" if out.lower().endswith(".json") else "csv")
@@ -233,7 +234,7 @@ def export(inputs, out, fmt, one_per_burst, burst_seconds, burst_similarity, **s
         try:
             write_file(ranked, report.model_id, out, fmt)
         except OSError as e:
-            raise click.ClickException(f"{out}: cannot write: {e.strerror or e}") from None
+            raise click.ClickException(f"{out}: cannot write: {os_reason(e)}") from None
         if not scoring["silent"]:
             echo_err(f"wrote {len(ranked)} row(s) to {out}")
     _finish(report)

@@ -212,19 +212,15 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
     Example:
       memo evaluate lamem/ --split test_1 --weights runs/f1/best.pt --csv preds.csv
     """
-    from ..checkpoint import load_checkpoint
     from ..data import load_split
-    from ..device import pick_device
     from ..files import default_weights_path
-    from ..inference import iter_predictions
     from ..metrics import regression_metrics
+    from ..predictor import Predictor
 
     items = load_split(data, split)
-    dev = pick_device(device)
-    loaded = load_checkpoint(weights or default_weights_path(), device=dev)
+    predictor = Predictor.from_checkpoint(weights or default_weights_path(), device, precision)
     preds: dict[int, float] = {}
-    for batch in iter_predictions(loaded.model, [i.path for i in items], dev, batch_size, workers,
-                                  precision):
+    for batch in predictor.iter_predictions([i.path for i in items], batch_size, workers):
         for index, reason in batch.failures:
             raise MemoError(f"{items[index].path}: {reason}")
         preds.update(zip(batch.indices, batch.scores))
@@ -236,12 +232,12 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
             writer.writerow(["path", "target", "prediction"])
             for item, pred in zip(items, predictions):
                 writer.writerow([str(item.path), item.score, f"{pred:.6f}"])
-    result = {"split": split, "model": loaded.model_id, **metrics}
+    result = {"split": split, "model": predictor.model_id, **metrics}
     if as_json:
         click.echo(json.dumps(result))
     else:
         click.echo(f"{split}: rho {metrics['rho']:.4f}  mse {metrics['mse']:.4f}"
-                   f"  n {metrics['n']}  ({loaded.model_id})")
+                   f"  n {metrics['n']}  ({predictor.model_id})")
 
 
 @click.command("lr-find")

@@ -1,0 +1,193 @@
+"""The model session: one V-Net on one device in one precision, ready to score photos.
+
+A :class:`Predictor` owns everything besides the weights that decides a score: the decode
+rule (:func:`memocli.data.load_image` at the model's input size), the eval transform, the
+memory layout and the autocast policy. Every scorer, explainer, report and evaluator goes
+through one, so they agree with each other, and its :attr:`~Predictor.model_id` names all of
+it, so the cache never mixes scores made differently::
+
+    vnet_r50-28e4da1c5e57fc0a-p2-fp32
+    <architecture>-<checkpoint digest>-p<PREPROCESSING_VERSION>-<compute dtype>
+
+An ensemble or multi-head checkpoint is one V-Net, so it is one Predictor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from .data import eval_transform, load_image
+from .device import pick_device, pick_dtype
+from .inference import default_batch_size, image_batches
+from .model import STAGES, VNet
+from .registry import PREPROCESSING_VERSION
+
+#: The name of each compute dtype in model ids and messages (None: plain float32).
+DTYPE_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def scoring_model_id(checkpoint_id: str, dtype_name: str) -> str:
+    """The id scores are cached under: checkpoint, preprocessing version, compute dtype."""
+    return f"{checkpoint_id}-p{PREPROCESSING_VERSION}-{dtype_name}"
+
+
+@dataclass
+class BatchResult:
+    """Scores and features for the decodable files of one batch; why the others failed.
+
+    ``features[i]`` is :func:`embedding` of ``indices[i]``'s last backbone block.
+    """
+
+    indices: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    failures: list[tuple[int, str]] = field(default_factory=list)
+    features: list[bytes] = field(default_factory=list)
+
+
+def embedding(pooled: torch.Tensor) -> list[bytes]:
+    """L2-normalised pooled features ``[B, C]`` as little-endian float16 bytes, one per row."""
+    unit = torch.nn.functional.normalize(pooled.float(), dim=1)
+    return [row.tobytes() for row in unit.cpu().numpy().astype("<f2")]
+
+
+class Predictor:
+    """A V-Net on ``device`` that scores in ``precision`` (a :data:`~memocli.device.PRECISIONS`
+    choice), with the preprocessing its scores depend on.
+
+    Build one from a checkpoint with :meth:`from_checkpoint`; ``Predictor(model, ...)``
+    wraps a model already in memory (``checkpoint_id`` then names it; default: its
+    architecture). The module is put in eval mode, on ``device``, channels-last where that
+    is faster (CPU, CUDA; MPS's support is patchy).
+    """
+
+    def __init__(self, model: VNet, device: torch.device | str = "cpu", precision: str = "auto",
+                 *, checkpoint_id: str | None = None, meta: dict[str, Any] | None = None):
+        self.device = torch.device(device)
+        self.dtype = pick_dtype(precision, self.device)
+        self.memory_format = (torch.channels_last if self.device.type in ("cpu", "cuda")
+                              else torch.contiguous_format)
+        self.model = model.to(self.device, memory_format=self.memory_format).eval()
+        self.checkpoint_id = checkpoint_id or model.cfg.name
+        self.meta = meta or {}
+        self.transform = eval_transform(model.cfg)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: torch.device | str = "auto",
+                        precision: str = "auto") -> Predictor:
+        """Load a memo checkpoint (``device``: ``auto`` or a name, see :func:`pick_device`)."""
+        from . import checkpoint  # looked up on use: tests may stand in for load_checkpoint
+
+        dev = device if isinstance(device, torch.device) else pick_device(device)
+        loaded = checkpoint.load_checkpoint(path, device=dev)
+        return cls(loaded.model, dev, precision, checkpoint_id=loaded.checkpoint_id,
+                   meta=loaded.meta)
+
+    @classmethod
+    def of(cls, source: Predictor | Any) -> Predictor:
+        """``source`` itself if it is a Predictor; else a float32 one around the
+        :class:`~memocli.checkpoint.LoadedModel` or bare :class:`VNet`, on its device."""
+        if isinstance(source, Predictor):
+            return source
+        model = getattr(source, "model", source)
+        return cls(model, next(model.parameters()).device, "fp32",
+                   checkpoint_id=getattr(source, "checkpoint_id", None),
+                   meta=getattr(source, "meta", None))
+
+    def in_precision(self, precision: str) -> Predictor:
+        """The same module (shared, not copied) scoring in another precision."""
+        return Predictor(self.model, self.device, precision, checkpoint_id=self.checkpoint_id,
+                         meta=self.meta)
+
+    @property
+    def cfg(self):
+        """The model's :class:`~memocli.registry.ModelConfig`."""
+        return self.model.cfg
+
+    @property
+    def dtype_name(self) -> str:
+        """``fp32``, ``bf16`` or ``fp16``: what stages 2-4 compute in."""
+        return DTYPE_NAMES[self.dtype]
+
+    @property
+    def model_id(self) -> str:
+        """What a score depends on: the checkpoint, the preprocessing and the dtype."""
+        return scoring_model_id(self.checkpoint_id, self.dtype_name)
+
+    # --- preprocessing ----------------------------------------------------------------------
+
+    def load_photo(self, path: str | os.PathLike) -> Image.Image:
+        """Decode ``path`` as scoring does (upright RGB, JPEG draft at the input size).
+
+        Raises what :data:`memocli.data.DECODE_ERRORS` lists for an unusable file.
+        """
+        return load_image(path, self.cfg.input_size)
+
+    def net_input(self, image: Image.Image) -> torch.Tensor:
+        """The network input ``[3, H, W]`` (on the CPU) of a decoded photo."""
+        return self.transform(image)
+
+    # --- the forward pass -----------------------------------------------------------------
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast in the compute dtype (a no-op in float32)."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Scores ``[B]`` (float32) and pooled block features of a batch on the device.
+
+        In a reduced precision only stages 2-4 run under autocast; the stem and the first
+        stage, whose rounding errors every later block would carry, and the head stay
+        float32. This keeps scores within 0.005 of all-float32 on LNSIM's test photos (all
+        stages in bfloat16: 0.018) at most of the speed (``docs/performance.md``).
+        """
+        model = self.model
+        if self.dtype is None:
+            pooled = model.pooled_block_features(x)
+        else:
+            x, pooled = model.run_stages(model.stem(x), 0, 1)
+            with self.autocast():
+                _, rest = model.run_stages(x, 1, len(STAGES))
+            pooled += [p.float() for p in rest]
+        return model.head(pooled).float(), pooled
+
+    @torch.inference_mode()
+    def predict(self, batch: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """:meth:`forward` on a batch of network inputs from anywhere (moved to the device)."""
+        x = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        return self.forward(x)
+
+    def iter_predictions(self, paths: Sequence[str | os.PathLike], batch_size: int | None = None,
+                         workers: int | None = None) -> Iterator[BatchResult]:
+        """Score ``paths`` batch by batch, decoding in DataLoader workers.
+
+        Yields one :class:`BatchResult` per batch, in order, so callers can save as they go;
+        a file that cannot be decoded comes back as a failure and the rest are scored.
+        """
+        batch_size = batch_size or default_batch_size(self.device)
+        self.model.eval()
+        for indices, tensors, failures in image_batches(
+                [Path(p) for p in paths], self.transform, self.cfg.input_size, batch_size,
+                workers, pin_memory=self.device.type == "cuda"):
+            result = BatchResult(failures=failures)
+            if tensors is not None:
+                scores, pooled = self.predict(tensors)  # one pass for both
+                result.indices, result.scores = indices, scores.cpu().tolist()
+                result.features = embedding(pooled[-1])
+            yield result
+
+
+def iter_predictions(model: VNet, paths: Sequence[str | os.PathLike], device: torch.device,
+                     batch_size: int | None = None, workers: int | None = None,
+                     precision: str = "auto") -> Iterator[BatchResult]:
+    """:meth:`Predictor.iter_predictions` for a model already in memory."""
+    return Predictor(model, device, precision).iter_predictions(paths, batch_size, workers)
