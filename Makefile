@@ -5,13 +5,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 TORCH   = torch==2.14.1 torchvision==0.29.1
+# e.g. https://download.pytorch.org/whl/cpu for the CPU-only torch (no 3.2 GB of CUDA libraries)
+TORCH_INDEX ?=
 
 .PHONY: setup test demo clean
 
 $(BIN)/memo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 

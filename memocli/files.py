@@ -14,7 +14,6 @@ from typing import IO
 from .errors import MemoError
 from .escape import for_terminal
 
-BUNDLED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "memo-vnet-r50.pt"
 
 
 def hash_file(path: str | os.PathLike) -> str:
@@ -29,14 +28,14 @@ def hash_file(path: str | os.PathLike) -> str:
 
 
 def default_weights_path() -> Path:
-    """The checkpoint used when none is given: ``$MEMO_WEIGHTS``, else the bundled one."""
-    env = os.environ.get("MEMO_WEIGHTS")
-    path = Path(env) if env else BUNDLED_WEIGHTS
+    """The checkpoint used when none is given: ``$MEMO_WEIGHTS`` (a model name or a path),
+    else the default model installed with memo (see :mod:`memocli.catalog`)."""
+    from .catalog import resolve_weights
+
+    path = resolve_weights(None)
     if not path.is_file():
-        raise MemoError(
-            f"no default weights at {path}; pass --weights CHECKPOINT "
-            "(train one with `memo train`)"
-        )
+        raise MemoError(f"{path}: no such checkpoint file ($MEMO_WEIGHTS); "
+                        "pass --weights CHECKPOINT or a model name from `memo models`")
     return path
 
 

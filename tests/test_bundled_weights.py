@@ -3,20 +3,21 @@
 import pytest
 import torch
 
+from memocli.catalog import CATALOG, bundled_weights_dir
 from memocli.checkpoint import load_checkpoint
-from memocli.files import BUNDLED_WEIGHTS, default_weights_path
+from memocli.files import default_weights_path
 
-R152 = BUNDLED_WEIGHTS.with_name("memo-vnet-r152.pt")
+R50, R152 = (bundled_weights_dir() / m.filename for m in CATALOG)
 
 
 def test_default_weights_are_the_bundled_resnet50():
-    assert default_weights_path() == BUNDLED_WEIGHTS
-    loaded = load_checkpoint(BUNDLED_WEIGHTS)
+    assert default_weights_path() == R50
+    loaded = load_checkpoint(R50)
     assert loaded.cfg.name == "vnet_r50"
-    assert BUNDLED_WEIGHTS.stat().st_size < 100e6
+    assert R50.stat().st_size < 100e6
 
 
-@pytest.mark.parametrize("path", [BUNDLED_WEIGHTS, R152], ids=["r50", "r152"])
+@pytest.mark.parametrize("path", [R50, R152], ids=["r50", "r152"])
 def test_bundled_checkpoints_carry_their_provenance(path):
     meta = torch.load(path, map_location="cpu", weights_only=True)
     assert meta["cfg"]["mean"] == [0.0, 0.0, 0.0] and meta["cfg"]["std"] == [1.0, 1.0, 1.0]

@@ -10,7 +10,7 @@ from PIL import Image
 from memocli.checkpoint import load_checkpoint
 from memocli.data import eval_transform, load_image
 from memocli.device import pick_dtype
-from memocli.files import BUNDLED_WEIGHTS
+from memocli.files import default_weights_path
 from memocli.predictor import iter_predictions
 
 SAMPLES = sorted((Path(__file__).resolve().parents[1] / "samples").glob("*.jpg"))
@@ -39,8 +39,8 @@ def reference_scores(weights: Path, paths: list[Path]) -> list[float]:
 
 @pytest.mark.parametrize("precision", ["auto", "fp32", "bf16"])
 def test_fast_scoring_matches_full_decode_float32(photos, precision):
-    expected = reference_scores(BUNDLED_WEIGHTS, photos)
-    model = load_checkpoint(BUNDLED_WEIGHTS, device="cpu").model
+    expected = reference_scores(default_weights_path(), photos)
+    model = load_checkpoint(default_weights_path(), device="cpu").model
     got = {}
     for batch in iter_predictions(model, photos, torch.device("cpu"), batch_size=4, workers=0,
                                   precision=precision):
@@ -69,9 +69,9 @@ def test_auto_precision_is_fp16_on_cuda_and_float32_on_mps():
 def test_cuda_float16_scoring_matches_full_decode_float32(photos):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    expected = reference_scores(BUNDLED_WEIGHTS, photos)
+    expected = reference_scores(default_weights_path(), photos)
     device = torch.device("cuda")
-    model = load_checkpoint(BUNDLED_WEIGHTS, device=device).model
+    model = load_checkpoint(default_weights_path(), device=device).model
     got = {}
     for batch in iter_predictions(model, photos, device, workers=2):  # fp16, pinned, 64/batch
         assert not batch.failures

@@ -318,12 +318,12 @@ def test_default_cache_lives_under_memo_home(make_photos, tiny_checkpoint, isola
 
 
 def test_missing_default_weights_is_a_one_line_error(tmp_path, make_photos, monkeypatch):
-    from memocli import files
+    from memocli import catalog
 
-    monkeypatch.setattr(files, "BUNDLED_WEIGHTS", tmp_path / "absent.pt")
+    monkeypatch.setattr(catalog, "_PACKAGE_DIR", tmp_path / "site-packages" / "memocli")
     photos = make_photos(1)
     result = invoke(["score", str(photos[0])], code=1)
-    assert result.stderr.startswith("Error: no default weights at ")
+    assert result.stderr.startswith("Error: the default model memo-vnet-r50.pt is missing")
     assert len(result.stderr.strip().splitlines()) == 1
     result = invoke(["score", str(photos[0]), "-w", str(tmp_path / "nope.pt")], code=1)
     assert "nope.pt: cannot read checkpoint" in result.stderr

@@ -8,7 +8,7 @@ import click
 
 from ..files import printable
 from ..registry import DEFAULT_MODEL, MODELS
-from .options import device_option, echo_err
+from .options import WEIGHTS_HELP, WeightsType, device_option, echo_err
 
 
 def _layer_help() -> str:
@@ -33,8 +33,7 @@ def _layer_help() -> str:
 @click.option("--heatmap-only", is_flag=True,
               help="Write the raw map instead: 8-bit grayscale PNG (img.memo.png), "
                    "255 = the strongest evidence.")
-@click.option("-w", "--weights", type=click.Path(dir_okay=False),
-              help="Memo checkpoint [default: the bundled weights].")
+@click.option("-w", "--weights", type=WeightsType(), help=WEIGHTS_HELP)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Images per Grad-CAM pass.")
 @device_option

@@ -62,6 +62,26 @@ def batch_options(default: int | None = 32):
     return decorate
 
 
+class WeightsType(click.ParamType):
+    """``--weights``: a model name from ``memo models`` (``r152``) or a checkpoint path,
+    given to the command as a :class:`~pathlib.Path`."""
+
+    name = "NAME|CKPT"
+
+    def convert(self, value, param, ctx):
+        from ..catalog import resolve_weights
+        from ..errors import MemoError
+
+        try:
+            return resolve_weights(value)
+        except MemoError as e:
+            self.fail(str(e), param, ctx)
+
+
+WEIGHTS_HELP = ("A model name from `memo models` (r50, r152) or a checkpoint file "
+                "[default: $MEMO_WEIGHTS, else r50, installed with memo].")
+
+
 def echo_err(message: str) -> None:
     """Diagnostics go to stderr so stdout stays data (terminal-safe: control characters
     of file names in ``message`` are escaped)."""

@@ -20,6 +20,8 @@ from .options import (
     echo_err,
     precision_option,
     silent_option,
+    WEIGHTS_HELP,
+    WeightsType,
 )
 
 
@@ -67,9 +69,7 @@ def _scoring_options(f):
                      help="Take only the I-th of N shards of the photos found, split by "
                           "their path inside PATH (one job of N; see docs/scaling.md).")(f)
     f = _cache_options(f)
-    return click.option("-w", "--weights", type=click.Path(dir_okay=False), metavar="CKPT",
-                        help="Memo checkpoint [default: $MEMO_WEIGHTS, else the bundled "
-                             "weights/memo-vnet-r50.pt].")(f)
+    return click.option("-w", "--weights", type=WeightsType(), help=WEIGHTS_HELP)(f)
 
 
 def _open_cache(cache_path: str | None, no_cache: bool):

@@ -17,6 +17,8 @@ from .options import (
     model_option,
     precision_option,
     silent_option,
+    WEIGHTS_HELP,
+    WeightsType,
 )
 
 
@@ -197,8 +199,7 @@ def _summarise(results: dict[int, dict]) -> dict[str, tuple[float, float]]:
 @click.argument("data", type=click.Path(exists=True))
 @click.option("--split", default="test_1", show_default=True,
               help="Split to evaluate (a splits/NAME.txt, or a CSV split value).")
-@click.option("-w", "--weights", type=click.Path(dir_okay=False),
-              help="Memo checkpoint [default: the bundled weights].")
+@click.option("-w", "--weights", type=WeightsType(), help=WEIGHTS_HELP)
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False),
               help="Also write path,target,prediction per image.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
