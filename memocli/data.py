@@ -14,6 +14,7 @@ from PIL import Image, ImageOps
 
 from .errors import MemoError
 from .files import read_failure
+from .formats import is_raw, load_raw, open_image
 from .registry import ModelConfig
 
 # Refuse images whose declared size would need absurd memory to decode (≈ 180 MP).
@@ -47,21 +48,30 @@ def refuse_oversized(img: Image.Image) -> None:
         raise Image.DecompressionBombError(f"{w}x{h} pixels")
 
 
+def draft_jpeg(img: Image.Image, min_side: int | None) -> None:
+    """Ask a not-yet-decoded JPEG for a DCT-scaled version whose sides stay at least
+    1.5 x ``min_side`` (much faster than decoding a 12 MP photo in full and shrinking it;
+    the margin keeps the final resize, and so the score, within 0.01 of a full decode's).
+    Other formats, or no ``min_side``: nothing changes."""
+    if min_side and img.format == "JPEG":
+        w, h = img.size
+        scale = min(w, h) / (1.5 * min_side)
+        if scale >= 2:
+            img.draft("RGB", (math.ceil(w / scale), math.ceil(h / scale)))
+
+
 def load_image(path: str | os.PathLike, min_side: int | None = None) -> Image.Image:
     """Decode an image as upright RGB.
 
-    EXIF orientation is applied. For JPEGs, when ``min_side`` is given, the decoder is asked
-    for a DCT-scaled version whose sides stay at least 1.5 x ``min_side`` (much faster than
-    decoding a 12 MP photo in full and shrinking it; the margin keeps the final resize, and
-    so the score, within 0.01 of a full decode's).
+    EXIF orientation is applied; JPEGs are decoded at a reduced size when ``min_side``
+    allows (:func:`draft_jpeg`). HEIC/HEIF and camera RAW files are read as
+    :mod:`memocli.formats` says.
     """
-    with Image.open(path) as img:
+    if is_raw(path):
+        return load_raw(path, min_side)
+    with open_image(path) as img:
         refuse_oversized(img)
-        if min_side and img.format == "JPEG":
-            w, h = img.size
-            scale = min(w, h) / (1.5 * min_side)
-            if scale >= 2:
-                img.draft("RGB", (math.ceil(w / scale), math.ceil(h / scale)))
+        draft_jpeg(img, min_side)
         img = ImageOps.exif_transpose(img)
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
             rgba = img.convert("RGBA")
@@ -133,7 +143,7 @@ def _check_image(path: Path) -> str | None:
     if not path.is_file():
         return "no such image file"
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             refuse_oversized(img)
     except DECODE_ERRORS as e:
         return describe_decode_error(e)

@@ -14,6 +14,7 @@ import re
 from PIL import Image
 
 from .cache import ImageMeta
+from .formats import is_raw, open_image, raw_size
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,24 @@ def _exif_tags(f) -> dict:
                                  builtin_types=True)
 
 
+def _pillow_tags(img: Image.Image) -> dict:
+    """The EXIF tags memo uses, as exifread names them, from Pillow's reading of ``img``
+    (for files exifread cannot parse, such as many HEICs)."""
+    exif = img.getexif()
+    sub = exif.get_ifd(0x8769)
+    named = {"Image Make": exif.get(0x010F), "Image Model": exif.get(0x0110),
+             "Image DateTime": exif.get(0x0132), "EXIF DateTimeOriginal": sub.get(0x9003),
+             "EXIF DateTimeDigitized": sub.get(0x9004)}
+    return {k: v for k, v in named.items() if v}
+
+
 def read_image_meta(path: str | os.PathLike) -> ImageMeta:
-    """Upright size, date taken (``DateTimeOriginal``, else ``DateTime``) and camera."""
+    """Upright size, date taken (``DateTimeOriginal``, else ``DateTime``) and camera.
+
+    HEIC/HEIF files come upright from their decoder; a camera RAW file's size is its full
+    image's (from libraw), not its preview's.
+    """
     width = height = orientation = None
-    taken_at = camera = None
     try:
         with open(path, "rb") as f:
             try:
@@ -76,19 +91,23 @@ def read_image_meta(path: str | os.PathLike) -> ImageMeta:
             except Exception as e:  # noqa: BLE001 - exifread raises anything on odd files
                 log.debug("%s: no EXIF (%s: %s)", path, type(e).__name__, e)
                 tags = {}
-            taken_at = parse_exif_date(tags.get("EXIF DateTimeOriginal")
-                                       or tags.get("EXIF DateTimeDigitized")
-                                       or tags.get("Image DateTime"))
-            camera = camera_name(tags.get("Image Make"), tags.get("Image Model"))
-            f.seek(0)
+        if is_raw(path):
+            width, height = raw_size(path) or (None, None)
+        else:
             try:
-                with Image.open(f) as img:
+                with open_image(path) as img:
                     width, height = img.size
                     orientation = img.getexif().get(0x0112)  # what exif_transpose applies
+                    tags = tags or _pillow_tags(img)
             except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
                 log.debug("%s: no image header (%s)", path, e)
     except OSError as e:
         log.debug("%s: unreadable (%s)", path, e)
+        tags = {}
+    taken_at = parse_exif_date(tags.get("EXIF DateTimeOriginal")
+                               or tags.get("EXIF DateTimeDigitized")
+                               or tags.get("Image DateTime"))
+    camera = camera_name(tags.get("Image Make"), tags.get("Image Model"))
     if isinstance(orientation, int) and orientation in _TRANSPOSED and width is not None:
         width, height = height, width
     return ImageMeta(width=width, height=height, taken_at=taken_at, camera=camera)

@@ -7,16 +7,33 @@ reached by two paths (a link, a hard link) is listed once.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat as stat_mod
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .files import os_reason
+from .formats import HEIF_EXTENSIONS, RAW_EXTENSIONS, is_raw
+
+log = logging.getLogger(__name__)
 
 #: Extensions memo looks for in folders (compared case-insensitively). A file named
 #: explicitly on the command line is taken whatever its name.
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp",
+                              ".gif"}) | HEIF_EXTENSIONS | RAW_EXTENSIONS
+
+#: memo's own pictures (``memo explain``'s overlays and heatmaps): never ranked by a scan.
+MEMO_OUTPUT_SUFFIXES = (".memo.jpg", ".memo.png")
+
+#: What the files a scan passes over are, by extension, for the summary's count.
+NOT_PHOTO_KINDS = {
+    "video": frozenset({".mov", ".mp4", ".m4v", ".avi", ".mkv", ".mts", ".m2ts", ".3gp",
+                        ".wmv", ".webm", ".mpg", ".mpeg"}),
+    "sidecar": frozenset({".xmp", ".aae", ".thm", ".pp3", ".dop"}),
+}
+_SYSTEM_FILES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 
 
 @dataclass(frozen=True)
@@ -41,15 +58,50 @@ class FoundFile:
 
 @dataclass
 class ScanResult:
-    """The files found (sorted by path) and ``(path, reason)`` for what could not be read."""
+    """What a scan found.
+
+    Attributes:
+        files: the photos to score, sorted by path.
+        problems: ``(path, reason)`` for what could not be read.
+        passed_over: files in the folders that are not photos to rank, counted by kind
+            (:func:`not_photo_kind`), and ``raw twin`` for RAW files ranked as their JPEG.
+    """
 
     files: list[FoundFile] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
+    passed_over: Counter[str] = field(default_factory=Counter)
 
 
-def is_image_name(name: str) -> bool:
-    """True when ``name`` ends in one of :data:`IMAGE_EXTENSIONS` (any case)."""
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+def not_photo_kind(name: str) -> str | None:
+    """Why a scan passes over a file named ``name``: ``video``, ``sidecar``, ``system file``,
+    ``memo output`` or ``other file``; None for a photo it ranks."""
+    lower = name.lower()
+    if lower in _SYSTEM_FILES or lower.startswith("._"):
+        return "system file"
+    if lower.endswith(MEMO_OUTPUT_SUFFIXES):
+        return "memo output"
+    extension = os.path.splitext(lower)[1]
+    if extension in IMAGE_EXTENSIONS:
+        return None
+    for kind, extensions in NOT_PHOTO_KINDS.items():
+        if extension in extensions:
+            return kind
+    return "other file"
+
+
+def split_raw_twins(files: list[FoundFile]) -> tuple[list[FoundFile], list[FoundFile]]:
+    """``(kept, twins)``: the RAW files among ``files`` that have a non-RAW twin (same
+    folder, same name before the extension, any case, e.g. ``IMG_1.CR2`` and ``IMG_1.JPG``)
+    go to ``twins``, so the shot is ranked once, as its JPEG (or HEIC)."""
+    def shot(f: FoundFile) -> tuple[str, str]:
+        folder, name = os.path.split(f.abspath)
+        return folder, os.path.splitext(name)[0].lower()
+
+    rendered = {shot(f) for f in files if not is_raw(f.path)}
+    kept, twins = [], []
+    for f in files:
+        (twins if is_raw(f.path) and shot(f) in rendered else kept).append(f)
+    return kept, twins
 
 
 class _Walker:
@@ -86,7 +138,10 @@ class _Walker:
                 continue
             subfolders = []
             for entry in entries:
-                if entry.name.startswith(".") and not self.include_hidden:
+                hidden = entry.name.startswith(".") and not self.include_hidden
+                if hidden and not_photo_kind(entry.name) == "system file":
+                    self.result.passed_over["system file"] += 1
+                if hidden:
                     continue
                 path = entry.name if folder == os.curdir else os.path.join(folder, entry.name)
                 rel = f"{rel_folder}/{entry.name}" if rel_folder else entry.name
@@ -94,7 +149,10 @@ class _Walker:
                     if entry.is_dir():
                         subfolders.append((path, rel, entry.stat()))
                         continue
-                    if not is_image_name(entry.name):
+                    kind = not_photo_kind(entry.name)
+                    if kind is not None:
+                        self.result.passed_over[kind] += 1
+                        log.debug("not a photo (%s): %s", kind, path)
                         continue
                     entry_stat = entry.stat()
                 except FileNotFoundError:
@@ -114,7 +172,9 @@ def scan(inputs: Iterable[str | os.PathLike], include_hidden: bool = False) -> S
 
     Args:
         inputs: files (taken as they are, whatever their extension) and folders (searched
-            recursively for :data:`IMAGE_EXTENSIONS`).
+            recursively for :data:`IMAGE_EXTENSIONS`; memo's own outputs, videos, sidecars
+            and other files are passed over and counted). A RAW file with a JPEG twin
+            beside it is dropped, so the shot is ranked once.
         include_hidden: also enter hidden folders and take hidden files (names starting
             with a dot) found inside folders.
     """
@@ -132,5 +192,9 @@ def scan(inputs: Iterable[str | os.PathLike], include_hidden: bool = False) -> S
             walker.add_file(path, st, os.path.basename(path))
         else:
             walker.result.problems.append((path, "not a regular file or folder"))
+    walker.result.files, twins = split_raw_twins(walker.result.files)
+    for twin in twins:
+        walker.result.passed_over["raw twin"] += 1
+        log.debug("RAW file ranked as its JPEG twin: %s", twin.path)
     walker.result.files.sort(key=lambda f: f.path)
     return walker.result

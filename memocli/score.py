@@ -77,6 +77,7 @@ class ScoreReport:
     scored: int = 0  # contents the model ran on in this run
     scored_files: int = 0  # files whose score came from this run's model calls
     source: ModelSource | None = None  # the model (loaded once, on first use)
+    passed_over: dict[str, int] = field(default_factory=dict)  # ScanResult.passed_over
 
     @property
     def from_cache(self) -> int:
@@ -343,7 +344,8 @@ def score_paths(
     ]
     return ScoreReport(files=files, problems=skips.items, model_id=source.model_id,
                        found=len(entries), hashed=hashed, scored=scored,
-                       scored_files=scored_files, source=source)
+                       scored_files=scored_files, source=source,
+                       passed_over=dict(found.passed_over))
 
 
 def rank(files: Sequence[ScoredFile]) -> list[Ranked]:

@@ -40,9 +40,10 @@ def _layer_help() -> str:
 def explain(images, out, layer, alpha, side_by_side, heatmap_only, weights, batch_size, device):
     """Grad-CAM heatmaps: which parts of a photo raise its predicted memorability.
 
-    For each IMAGE writes IMAGE.memo.jpg (beside it, or in --out): the heatmap blended over
-    the photo at its own resolution and orientation, red where the region raises the
-    score, blue where it does not, with the score written on it. Prints
+    For each IMAGE writes IMAGE.memo.jpg (beside it by default, or in --out): the heatmap
+    blended over the photo at its own resolution and orientation, red where the region
+    raises the score, blue where it does not, with the score written on it. memo's scans
+    (score, export, report) never rank these *.memo.jpg / *.memo.png files. Prints
     "IMAGE -> OUTPUT  (score S)" per file; unreadable files are reported on stderr, the
     rest are still done, and the exit status is then 1.
 

@@ -106,8 +106,24 @@ def _run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_siz
                              with_features=with_features, shard=shard, strict=strict)
     if not silent:
         echo_err(f"{len(report.files)} photo(s): {report.from_cache} from the cache, "
-                 f"{report.scored_files} scored now (model {report.model_id})")
+                 f"{report.scored_files} scored now (model {report.model_id})"
+                 + _passed_over_text(report.passed_over))
     return report
+
+
+def _passed_over_text(counts: dict[str, int]) -> str:
+    """``'; 2 RAW files ranked as their JPEG; not photos: 1 video, 2 sidecars'``, or ''."""
+    def plural(n: int, noun: str) -> str:
+        return f"{n} {noun}" + "s" * (n != 1)
+
+    text = ""
+    twins = counts.get("raw twin", 0)
+    if twins:
+        text += f"; {plural(twins, 'RAW file')} ranked as {'their' if twins > 1 else 'its'} JPEG"
+    others = [plural(n, kind) for kind, n in sorted(counts.items()) if kind != "raw twin"]
+    if others:
+        text += "; not photos: " + ", ".join(others)
+    return text
 
 
 def _one_per_burst_option(f):
@@ -149,8 +165,11 @@ def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
           burst_similarity, **scoring):
     """Rank photos by predicted memorability.
 
-    PATH... are image files and folders; folders are searched recursively for
-    jpg/jpeg/png/webp/tif/tiff/bmp/gif files (any case). Scores are cached by file content
+    PATH... are image files and folders; folders are searched recursively for photos:
+    jpg/jpeg/png/webp/tif/tiff/bmp/gif, HEIC/HEIF and camera RAW (dng/cr2/cr3/nef/arw/raf/
+    orf/rw2; a RAW with a JPEG of the same name beside it is ranked once, as the JPEG).
+    Videos, sidecars, system files and memo's own *.memo.jpg/png outputs are passed over
+    and counted in the summary line. Scores are cached by file content
     and model, so a second run answers from the cache in seconds; only new or edited
     photos are scored. Scores are 0-1, higher is more memorable (LaMem's scale);
     the percentile is within the photos scanned. A file that cannot be read is reported

@@ -1,0 +1,104 @@
+"""Photo formats beyond Pillow's own: HEIC/HEIF (pillow-heif) and camera RAW (rawpy/libraw).
+
+HEIC/HEIF opens through Pillow once :func:`register_heif` has run (libheif applies the
+file's rotation while decoding, so the image comes upright). A camera RAW file is never
+given to Pillow (many are TIFF-like and would open as their thumbnail): :func:`load_raw`
+takes the preview JPEG the camera embedded when there is one, else develops the sensor
+data at half size. Heavy libraries are imported only when such a file is met.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif"})
+RAW_EXTENSIONS = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"})
+
+_heif_registered = False
+
+
+def is_raw(path: str | os.PathLike) -> bool:
+    """True when ``path`` names a camera RAW file (by extension, any case)."""
+    return os.path.splitext(os.fspath(path))[1].lower() in RAW_EXTENSIONS
+
+
+def register_heif() -> None:
+    """Let Pillow open HEIC/HEIF files (idempotent; each decoding process calls it)."""
+    global _heif_registered
+    if not _heif_registered:
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()
+        _heif_registered = True
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """``Image.open`` that also knows HEIC/HEIF (not for camera RAW: see :func:`load_raw`)."""
+    from PIL import Image
+
+    register_heif()
+    return Image.open(path)
+
+
+def _upright(image: Image.Image, flip: int) -> Image.Image:
+    """``image`` turned as its own EXIF orientation says, else as libraw's ``flip`` says
+    (3: upside down, 5: turned left, 6: turned right)."""
+    from PIL import Image, ImageOps
+
+    if image.getexif().get(0x0112, 1) != 1:
+        return ImageOps.exif_transpose(image)
+    turn = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90,
+            6: Image.Transpose.ROTATE_270}.get(flip)
+    return image.transpose(turn) if turn is not None else image
+
+
+def load_raw(path: str | os.PathLike, min_side: int | None = None) -> Image.Image:
+    """A camera RAW file as an upright RGB image.
+
+    The embedded preview JPEG (or bitmap) when the file has one (JPEGs are decoded at a
+    reduced size when ``min_side`` allows, as in :func:`memocli.data.load_image`); else the
+    sensor data developed at half size with the camera's white balance.
+
+    Raises:
+        OSError: the file is not a RAW file libraw can read.
+    """
+    import rawpy
+    from PIL import Image
+
+    from .data import draft_jpeg
+
+    try:
+        with rawpy.imread(os.fspath(path)) as raw:
+            flip = raw.sizes.flip
+            try:
+                thumb = raw.extract_thumb()
+            except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
+                thumb = None
+            if thumb is not None and thumb.format == rawpy.ThumbFormat.JPEG:
+                preview = Image.open(io.BytesIO(thumb.data))
+                draft_jpeg(preview, min_side)
+                return _upright(preview, flip).convert("RGB")
+            if thumb is not None:
+                return _upright(Image.fromarray(thumb.data), flip).convert("RGB")
+            pixels = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
+            return Image.fromarray(pixels).convert("RGB")  # postprocess applies the flip
+    except rawpy.LibRawError as e:
+        reason = str(e).strip() or type(e).__name__
+        raise OSError(f"not a camera RAW file libraw can read ({reason})") from None
+
+
+def raw_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """Upright width and height of a RAW file's full image (header only), or None."""
+    import rawpy
+
+    try:
+        with rawpy.imread(os.fspath(path)) as raw:
+            w, h, flip = raw.sizes.width, raw.sizes.height, raw.sizes.flip
+    except rawpy.LibRawError:
+        return None
+    return (h, w) if flip in (5, 6) else (w, h)
