@@ -26,6 +26,7 @@ FORMAT = "memo-checkpoint"
 FORMAT_VERSION = 1
 _ARCH_FIELDS = ("backbone", "proj_channels", "lstm_hidden", "stage_blocks")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's file format is a zip archive
 
 
 @dataclass
@@ -91,12 +92,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise MemoError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as f:
+        if f.read(4) != _ZIP_MAGIC:  # a text file, a photo, a README, an old torch pickle
+            raise MemoError(f"{path} is not a memo checkpoint")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise MemoError(f"{path}: refused, not a plain-data memo checkpoint ({first})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except pickle.UnpicklingError:  # torch's message advises weights_only=False: never
+        raise MemoError(f"{path}: refused, not a plain-data memo checkpoint (it holds "
+                        "Python objects, which memo never unpickles)") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MemoError(f"{path}: unreadable checkpoint (truncated or corrupt?): {first}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

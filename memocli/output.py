@@ -8,7 +8,7 @@ from typing import IO, Any
 
 from .escape import csv_writer, dumps_json, for_terminal, rich_cell
 from .files import atomic_write
-from .score import Ranked
+from .score import LEGEND, Ranked, shown_percentile
 
 #: Columns of ``memo export`` (CSV header, JSON keys), in order. Documented in docs/scoring.md.
 COLUMNS = ("rank", "path", "score", "percentile", "content_hash", "width", "height",
@@ -22,7 +22,7 @@ def to_row(r: Ranked, model_id: str) -> dict[str, Any]:
         "rank": r.rank,
         "path": f.path,
         "score": round(f.score, 6),
-        "percentile": round(r.percentile, 2),
+        "percentile": shown_percentile(r.percentile, 2),
         "content_hash": f.content_hash,
         "width": f.meta.width,
         "height": f.meta.height,
@@ -48,12 +48,21 @@ def write_json(ranked: Sequence[Ranked], model_id: str, out: IO[str]) -> None:
     out.write(dumps_json([to_row(r, model_id) for r in ranked], indent=2) + "\n")
 
 
-WRITERS = {"csv": write_csv, "json": write_json}
+def write_jsonl(ranked: Sequence[Ranked], model_id: str, out: IO[str]) -> None:
+    """JSON Lines: one row object per line (strict JSON, as :func:`write_json`)."""
+    for r in ranked:
+        out.write(dumps_json(to_row(r, model_id)) + "\n")
+
+
+WRITERS = {"csv": write_csv, "json": write_json, "jsonl": write_jsonl}
+#: The format an output file's extension (any case) stands for.
+FORMAT_OF_EXTENSION = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
 
 
 def write_file(ranked: Sequence[Ranked], model_id: str, out: str | os.PathLike,
                fmt: str) -> None:
-    """Write ``ranked`` to ``out`` atomically (temp file + rename), as CSV or JSON."""
+    """Write ``ranked`` to ``out`` atomically (temp file + rename) in a :data:`WRITERS`
+    format."""
     with atomic_write(out, "w", encoding="utf-8", newline="") as f:
         WRITERS[fmt](ranked, model_id, f)
 
@@ -71,7 +80,8 @@ def _cells(ranked: Sequence[Ranked]) -> list[tuple[str, ...] | None]:
             rows.append(None)
         previous = r.rank
         f = r.item
-        rows.append((str(r.rank), f"{f.score:.3f}", f"{r.percentile:.1f}", for_terminal(f.path),
+        rows.append((str(r.rank), f"{f.score:.3f}", f"{shown_percentile(r.percentile, 1):.1f}",
+                     for_terminal(f.path),
                      for_terminal((f.meta.taken_at or "").replace("T", " ")),
                      for_terminal(f.meta.camera or "")))
     return rows
@@ -84,7 +94,7 @@ def print_table(ranked: Sequence[Ranked], model_id: str, total: int, out: IO[str
     thousands of rows, and easy to grep); long paths never wrap there.
     """
     rows = _cells(ranked)
-    caption = f"{len(ranked)} of {total} photo(s) · model {for_terminal(model_id)}"
+    caption = f"{len(ranked)} of {total} photo(s) · model {for_terminal(model_id)}\n{LEGEND}"
     if not out.isatty():
         _plain_table(rows, caption, out)
         return

@@ -15,6 +15,7 @@ An ensemble or multi-head checkpoint is one V-Net, so it is one Predictor.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from .device import pick_device, pick_dtype
 from .inference import default_batch_size, image_batches
 from .model import STAGES, VNet
 from .registry import PREPROCESSING_VERSION
+
+log = logging.getLogger(__name__)
 
 #: The name of each compute dtype in model ids and messages (None: plain float32).
 DTYPE_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -174,6 +177,9 @@ class Predictor:
         a file that cannot be decoded comes back as a failure and the rest are scored.
         """
         batch_size = batch_size or default_batch_size(self.device)
+        log.info("model on %s in %s, batches of %d, %s decoding process(es), %d photo(s)",
+                 self.device, self.dtype_name, batch_size,
+                 "automatic" if workers is None else workers, len(paths))
         self.model.eval()
         for indices, tensors, failures in image_batches(
                 [Path(p) for p in paths], self.transform, self.cfg.input_size, batch_size,

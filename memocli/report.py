@@ -26,7 +26,7 @@ from PIL import Image
 from .data import DECODE_ERRORS, describe_decode_error, load_image
 from .escape import for_html
 from .files import atomic_write, decode_threads
-from .score import Ranked
+from .score import LEGEND, Ranked, shown_percentile
 
 if TYPE_CHECKING:
     import numpy as np
@@ -159,7 +159,7 @@ def _card(r: Ranked, thumb: Thumb, size: int, position: int) -> str:
         f'<figure class="{" ".join(classes)}" id="r{r.rank}" data-rank="{r.rank}" '
         f'data-score="{f.raw_score:.6f}" data-burst="{r.burst}">'
         f'<div class="pic">{picture}<span class="rank">#{r.rank}</span></div>'
-        f'<figcaption><div><b>{f.score:.3f}</b> <span class="pct">{r.percentile:.0f} pct'
+        f'<figcaption><div><b>{f.score:.3f}</b> <span class="pct">{shown_percentile(r.percentile, 0):.0f} pct'
         f'</span></div><div class="name" title="{for_html(f.path)}">{name}</div>'
         f'<div class="facts">{taken}</div><div class="facts">{camera}</div>{note}'
         f'</figcaption></figure>'
@@ -196,7 +196,8 @@ def render_html(ranked: Sequence[Ranked], thumbs: Sequence[Thumb], model_id: str
     summary = (f"{len(ranked)} photo(s) &middot; {burst_text} &middot; {heat} heatmap(s) "
                f"&middot; model {for_html(model_id)} &middot; {generated}")
     return _PAGE.format(
-        title=for_html(title), summary=summary, style=_STYLE, script=_SCRIPT,
+        title=for_html(title), summary=summary, legend=for_html(LEGEND), style=_STYLE,
+        script=_SCRIPT,
         histogram=histogram_svg([r.item.score for r in ranked]), items="".join(items),
         count=len(ranked),
     )
@@ -281,8 +282,8 @@ _PAGE = """<!doctype html>
 <body>
 <header>
 <div><h1>{title}</h1><p>{summary}</p>
-<p>Most memorable first; score 0-1 and percentile among these photos. Hover or click a photo
-marked heatmap for its Grad-CAM map (red: raises the score).</p>
+<p>Most memorable first. {legend} Hover or click a photo marked heatmap for its Grad-CAM
+map (red: raises the score).</p>
 <p><label><input type="checkbox" id="one"> best frame of each burst only</label></p></div>
 <figure class="histogram">{histogram}<figcaption>scores (0-1) of the {count} photo(s)
 </figcaption></figure>

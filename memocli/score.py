@@ -316,7 +316,11 @@ def score_paths(
     mine = shard.select(found.files) if shard else found.files
     if shard:
         progress.echo(f"shard {shard}: {len(mine)} of the {len(found.files)} photo(s) found")
+    log.info("found %d photo(s) in %s; passed over: %s", len(found.files),
+             ", ".join(os.fspath(p) for p in inputs), dict(found.passed_over) or "nothing")
     source = ModelSource(weights or default_weights_path(), cache, device, precision)
+    log.info("model %s (%s); cache %s", source.model_id, source.path,
+             cache.path or "none (--no-cache)")
     entries = [_Entry(f) for f in mine]
     known = cache.lookup_paths([f.abspath for f in mine], source.model_id)
     todo = []
@@ -363,6 +367,19 @@ def rank(files: Sequence[ScoredFile]) -> list[Ranked]:
         pct = 100.0 if n == 1 else 100.0 * lower / (n - 1)
         ranked.append(Ranked(rank=i, percentile=pct, item=f))
     return ranked
+
+
+def shown_percentile(pct: float, decimals: int) -> float:
+    """``pct`` rounded to ``decimals`` places, but never up to 100 unless it is 100 (the
+    top photo): 99.51 shows as 99, not as a second 100."""
+    if pct >= 100.0:
+        return 100.0
+    return min(round(pct, decimals), 100.0 - 10.0 ** -decimals)
+
+
+#: What the numbers mean, one line, under every table and in the report.
+LEGEND = ("Score: the share of people expected to recognise the photo on a second viewing "
+          "(LNSIM photos average 0.60). Pct: share of these photos it beats.")
 
 
 def select(ranked: Sequence[Ranked], top: int | None, bottom: int | None) -> list[Ranked]:

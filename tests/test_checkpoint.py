@@ -3,6 +3,7 @@ import pickle
 import pytest
 import torch
 from conftest import tiny_checkpoint_at
+from PIL import Image
 
 from memocli.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from memocli.errors import MemoError
@@ -104,6 +105,28 @@ def test_garbage_and_truncated_files_are_refused(tmp_path, tiny_checkpoint, cont
     truncated.write_bytes(tiny_checkpoint.read_bytes()[:2000])
     with pytest.raises(MemoError, match="trunc.pt"):
         load_checkpoint(truncated)
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "photo.jpg", "README.md", "legacy.pt"])
+def test_a_file_that_is_not_a_checkpoint_is_named_in_one_line(tmp_path, name):
+    path = tmp_path / name
+    if name == "photo.jpg":
+        Image.new("RGB", (8, 8)).save(path)
+    elif name == "legacy.pt":  # torch's pre-1.6 pickle format: memo never writes it
+        torch.save({"format": "memo-checkpoint"}, path, _use_new_zipfile_serialization=False)
+    else:
+        path.write_text("hello\nworld\n" if name == "notes.txt" else "# memo\n\nA README.")
+    with pytest.raises(MemoError) as err:
+        load_checkpoint(path)
+    assert str(err.value) == f"{path} is not a memo checkpoint"
+
+
+def test_pickle_refusal_never_advises_unsafe_loading(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "memo-checkpoint", "payload": Evil()}, path)
+    with pytest.raises(MemoError) as err:
+        read_checkpoint(path)
+    assert "weights_only" not in str(err.value) and "\n" not in str(err.value)
 
 
 def test_foreign_dict_is_not_a_checkpoint(tmp_path):

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from conftest import TEST_DEVICE, tiny_checkpoint_at, write_photo
 from PIL import Image
 
+from memocli import checkpoint
 from memocli.checkpoint import load_checkpoint, save_checkpoint
 from memocli.cli import cli
 from memocli.errors import MemoError
@@ -273,18 +274,24 @@ def test_bad_files_are_reported_and_the_rest_explained(tiny_checkpoint, tmp_path
     assert result.exit_code == 1
     assert result.stdout.startswith(f"{good} -> {tmp_path / 'good.memo.jpg'}")
     errors = result.stderr.splitlines()
-    assert errors[0].startswith(f"{broken}: ") and "recognised image" in errors[0]
-    assert errors[1] == f"{missing}: no such file"
+    assert errors[0] == f"{missing}: no such file"  # found before the model loads
+    assert errors[1].startswith(f"{broken}: ") and "recognised image" in errors[1]
     assert errors[-1] == "Error: 2 of 3 image(s) failed"
     assert (tmp_path / "good.memo.jpg").is_file()
     assert not (tmp_path / "broken.memo.jpg").exists()
 
 
-def test_layer_option_is_checked_and_listed(tiny_checkpoint, tmp_path):
+def test_layer_option_is_checked_and_listed(tiny_checkpoint, tmp_path, monkeypatch):
     photo = write_photo(tmp_path / "img.jpg")
-    result = run(photo, "-w", tiny_checkpoint, "--layer", "layer9")
+    result = run(photo, "-w", tiny_checkpoint, "--layer", "layer4.9")  # no such block
     assert result.exit_code == 2
     assert "layer4.0" in result.stderr and "--layer" in result.stderr
+    monkeypatch.setattr(checkpoint, "load_checkpoint", None)  # checked before loading
+    result = run(photo, "-w", tiny_checkpoint, "--layer", "layer9")
+    assert result.exit_code == 2 and "unknown layer 'layer9'" in result.stderr
+    result = run(tmp_path / "nothere.jpg", "-w", tiny_checkpoint)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == f"{tmp_path / 'nothere.jpg'}: no such file"
     result = run(photo, "-w", tiny_checkpoint, "--side-by-side", "--heatmap-only")
     assert result.exit_code == 2
     help_text = run("--help").stdout

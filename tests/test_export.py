@@ -28,7 +28,7 @@ def test_csv_has_the_documented_columns_and_one_row_per_image(tmp_path, make_pho
     photos = make_photos(4)
     exif_photo(photos[0].parent / "nested" / "camera.jpg", orientation=6)
     (photos[0].parent / "notes.txt").write_text("not a photo")
-    out = tmp_path / "out" / "ranks.csv"
+    out = tmp_path / "ranks.csv"
     result = invoke(["export", str(photos[0].parent), str(out), "-w", str(tiny_checkpoint),
                      "--cache", str(tmp_path / "c.db"), "--workers", "0"])
     assert f"wrote 5 row(s) to {out}" in result.stderr
@@ -106,3 +106,35 @@ def test_export_skips_bad_files_with_exit_1_and_still_writes(tmp_path, make_phot
     assert len(out.read_text().splitlines()) == 1 + 2
     assert f"skipped {photos[0].parent / 'broken.gif'}: " in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("Error: 1 file(s) skipped")
+
+
+def test_format_comes_from_the_extension_and_an_unknown_one_is_refused(tmp_path, make_photos,
+                                                                       tiny_checkpoint):
+    photos = make_photos(3)
+    common = ["-w", str(tiny_checkpoint), "--cache", str(tmp_path / "c.db"), "-s"]
+    invoke(["export", str(photos[0].parent), str(tmp_path / "r.JSONL"), *common])
+    lines = (tmp_path / "r.JSONL").read_text().splitlines()
+    assert [json.loads(line)["rank"] for line in lines] == [1, 2, 3]
+    invoke(["export", str(photos[0].parent), str(tmp_path / "r.json"), *common])
+    assert json.loads((tmp_path / "r.json").read_text()) == [json.loads(x) for x in lines]
+    result = invoke(["export", str(photos[0].parent), str(tmp_path / "r.xlsx"), *common],
+                    code=2)
+    assert "r.xlsx's extension: use .csv, .json or .jsonl, or pass --format" in result.stderr
+    assert not (tmp_path / "r.xlsx").exists()
+
+
+def test_a_missing_folder_is_an_error_as_with_shell_redirection(tmp_path, make_photos,
+                                                                tiny_checkpoint, monkeypatch):
+    photos = make_photos(1)
+    monkeypatch.setattr(inference, "iter_predictions", None)  # fails before any scoring
+    out = tmp_path / "nonexistdir" / "ranks.csv"
+    result = invoke(["export", str(photos[0].parent), str(out), "-w", str(tiny_checkpoint)],
+                    code=1)
+    assert result.stderr == f"Error: {out}: No such file or directory\n"
+    assert not out.parent.exists()
+
+
+def test_a_forgotten_out_is_named(make_photos):
+    photos = make_photos(1)
+    result = invoke(["export", str(photos[0].parent)], code=2)
+    assert "Missing argument 'OUT'" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -9,6 +10,10 @@ import click
 from ..files import printable
 from ..registry import DEFAULT_MODEL, MODELS
 from .options import WEIGHTS_HELP, WeightsType, device_option, echo_err
+
+
+#: What --layer can name, checked before the model loads (blocks against it after).
+_LAYER_NAME = re.compile(r"layer[1-4](\.\d+)?")
 
 
 def _layer_help() -> str:
@@ -75,19 +80,27 @@ def write_explanations(images, out: Path | None, weights: str | None, device: st
 
     if out is not None and out.exists() and not out.is_dir():
         raise click.BadParameter(f"{out} exists and is not a folder", param_hint="--out")
+    if options.get("layer") is not None and not _LAYER_NAME.fullmatch(options["layer"]):
+        raise click.BadParameter(f"unknown layer '{options['layer']}'; choose a stage "
+                                 "(layer1 ... layer4) or one of its blocks (layer4.2)",
+                                 param_hint="--layer")
+    sources, seen, failed = [], set(), 0
+    for path in map(Path, images):  # the same file twice is explained once
+        key = path.resolve()
+        if not path.exists():  # said before minutes of model loading, not after
+            failed += 1
+            echo_err(f"{printable(path)}: no such file")
+        elif key not in seen:
+            seen.add(key)
+            sources.append(path)
+    if not sources:
+        return failed
     predictor = Predictor.from_checkpoint(weights or default_weights_path(), device, "fp32")
     try:
         options["layer"] = layer = resolve_layer(predictor.model, options.get("layer"))
     except MemoError as e:
         raise click.BadParameter(str(e), param_hint="--layer") from None
 
-    sources, seen = [], set()
-    for path in map(Path, images):  # the same file twice is explained once
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            sources.append(path)
-    failed = 0
     for result in explain_images(predictor, sources, out, **options):
         if result.ok:
             click.echo(f"{printable(result.source)} -> {printable(result.output)}  "

@@ -34,7 +34,9 @@ class MemoGroup(click.Group):
 
 @click.group(cls=MemoGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="memo")
-@click.option("-v", "--verbose", is_flag=True, help="Log debugging details to stderr.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Log what memo does to stderr: device, precision, batch size, cache, "
+                   "model, files passed over as not photos.")
 def cli(verbose: bool) -> None:
     """memo: rank photos by how memorable they are predicted to be.
 
@@ -44,8 +46,10 @@ def cli(verbose: bool) -> None:
       memo train lamem/ --fold 1 --epochs 10 --out runs/f1
       memo evaluate lamem/ --split test_1 --weights runs/f1/best.pt
     """
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # -v is about memo's own facts (device, precision, cache, model, files passed over),
+    # not the libraries' internals (PIL alone logs dozens of TIFF-tag lines per photo).
+    logging.getLogger("memocli").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _register() -> None:

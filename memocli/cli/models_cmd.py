@@ -7,7 +7,7 @@ import os
 
 import click
 
-from ..files import printable
+from ..escape import for_terminal
 
 
 @click.command()
@@ -39,13 +39,13 @@ def models(as_json):
         return
     for row, model in zip(rows, CATALOG, strict=True):
         size = f"{row['size_bytes'] / 1e6:.0f} MB" if row["path"] else "-"
-        where = (printable(row["path"]) if row["path"] else
-                 f"not installed: put {model.filename} into {printable(user_weights_dir())}")
+        where = (for_terminal(row["path"]) if row["path"] else
+                 f"not installed: put {model.filename} into {for_terminal(user_weights_dir())}")
         click.echo(f"{row['name']:<6} {size:>7}  {where}")
         click.echo(f"{'':<6} {'':>7}  {row['about']}")
     override = os.environ.get("MEMO_WEIGHTS")
     if override:
-        click.echo(f"default: $MEMO_WEIGHTS = {printable(override)}")
+        click.echo(f"default: $MEMO_WEIGHTS = {for_terminal(override)}")
 
 
 COMMANDS = [models]

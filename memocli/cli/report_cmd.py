@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from .options import burst_options, echo_err
-from .score_cmds import _finish, _progress, _run_scoring, _scoring_options
+from .progress import progress_for_stderr
+from .score_cmds import _finish, _run_scoring, _scoring_options
 
 
 @click.command()
@@ -56,7 +57,7 @@ def report(inputs, out, n_heatmaps, title, burst_seconds, burst_similarity, **sc
             else:
                 failed += 1
                 echo_err(f"no heatmap for {printable(path)}: {m.error}")
-    with _progress(silent).stage(len(ranked), "thumbnails") as advance:
+    with progress_for_stderr(silent).stage(len(ranked), "thumbnails") as advance:
         thumbs = make_thumbs(ranked, cams, advance)
     for r, thumb in zip(ranked, thumbs, strict=True):
         if thumb.error:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from ..escape import dumps_json, for_terminal, terminal_message
+from ..escape import dumps_json, for_terminal
 from .options import (
     batch_options,
     burst_options,
@@ -23,6 +23,7 @@ from .options import (
     WEIGHTS_HELP,
     WeightsType,
 )
+from .progress import progress_for_stderr
 
 
 def _cache_options(f):
@@ -80,21 +81,6 @@ def _open_cache(cache_path: str | None, no_cache: bool):
     return Cache(None if no_cache else (cache_path or default_cache_path()))
 
 
-def _progress(silent: bool):
-    from ..score import Progress
-
-    if silent:
-        return Progress(bar=None, echo=echo_err)
-    from tqdm import tqdm
-
-    def bar(total: int, desc: str, unit: str):
-        return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
-                    dynamic_ncols=True, delay=1.0, smoothing=0.1)
-
-    return Progress(bar=bar, echo=lambda message: tqdm.write(terminal_message(message),
-                                                             file=sys.stderr))
-
-
 def _run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_size, workers,
                  device, precision, strict, silent, with_features=False):
     from ..score import score_paths
@@ -102,7 +88,7 @@ def _run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_siz
     with _open_cache(cache_path, no_cache) as cache:
         report = score_paths(inputs, cache, weights=weights, device=device,
                              batch_size=batch_size, workers=workers, include_hidden=hidden,
-                             precision=precision, progress=_progress(silent),
+                             precision=precision, progress=progress_for_stderr(silent),
                              with_features=with_features, shard=shard, strict=strict)
     if not silent:
         echo_err(f"{len(report.files)} photo(s): {report.from_cache} from the cache, "
@@ -171,8 +157,9 @@ def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
     Videos, sidecars, system files and memo's own *.memo.jpg/png outputs are passed over
     and counted in the summary line. Scores are cached by file content
     and model, so a second run answers from the cache in seconds; only new or edited
-    photos are scored. Scores are 0-1, higher is more memorable (LaMem's scale);
-    the percentile is within the photos scanned. A file that cannot be read is reported
+    photos are scored. Score: the share of people expected to recognise the
+    photo on a second viewing (0-1, LaMem's scale; LNSIM photos average 0.60). Pct: the
+    share of the photos scanned that it beats. A file that cannot be read is reported
     on stderr and skipped (exit status 1 at the end). --one-per-burst lists only the best
     frame of each burst (photos taken seconds apart that look alike); JSON and CSV rows
     say which burst each photo is in.
@@ -216,35 +203,36 @@ def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
 
 
 @click.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True),
-                metavar="PATH...")
-@click.argument("out", type=click.Path(dir_okay=False, allow_dash=True), metavar="OUT")
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default=None,
-              help="Output format [default: json if OUT ends in .json, else csv].")
+@click.argument("inputs", nargs=-1, type=click.Path(exists=True), metavar="PATH...")
+@click.argument("out", type=click.Path(allow_dash=True), metavar="OUT")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "jsonl"]), default=None,
+              help="Output format [default: from OUT's extension, .csv, .json or .jsonl; "
+                   "csv for '-'].")
 @_one_per_burst_option
 @burst_options
 @_scoring_options
 def export(inputs, out, fmt, one_per_burst, burst_seconds, burst_similarity, **scoring):
-    """Write the ranks of every photo under PATH... to OUT (CSV or JSON).
+    """Write the ranks of every photo under PATH... to OUT (CSV, JSON or JSON Lines).
 
     Photos without a cached score for the model are scored first. One row per photo,
     best first, with columns rank, path, score, percentile, content_hash, width, height,
     date_taken, camera, model_id, raw_score, burst (the rank of the best frame of the
-    photo's burst; see docs/scoring.md). OUT '-' is stdout. The file is replaced
-    atomically, never left half-written.
+    photo's burst; see docs/scoring.md). OUT '-' is stdout. The format comes from OUT's
+    extension (.csv, .json, .jsonl); another extension needs --format. OUT's folder must
+    exist. The file is replaced atomically, never left half-written.
 
     \b
     Examples:
       memo export ~/Photos ranks.csv
       memo export ~/Photos ~/Trips ranks.json
       memo export ~/Photos - --format json | jq '.[0]'
-      memo export ~/Photos ranks.csv --one-per-burst
+      memo export ~/Photos ranks.jsonl --one-per-burst
     """
     from ..bursts import rank_bursts
     from ..files import os_reason
     from ..output import WRITERS, write_file
 
-    fmt = fmt or ("json" if out.lower().endswith(".json") else "csv")
+    fmt = _export_format(inputs, out, fmt)
     report = _run_scoring(inputs, **scoring, with_features=True)
     ranked = rank_bursts(report.files, burst_seconds, burst_similarity, one_per_burst)
     if out == "-":
@@ -257,6 +245,26 @@ def export(inputs, out, fmt, one_per_burst, burst_seconds, burst_similarity, **s
         if not scoring["silent"]:
             echo_err(f"wrote {len(ranked)} row(s) to {out}")
     _finish(report)
+
+
+def _export_format(inputs: tuple[str, ...], out: str, fmt: str | None) -> str:
+    """The format to write OUT in, after checking what can be checked before scoring."""
+    from ..output import FORMAT_OF_EXTENSION
+
+    if not inputs:  # Click gave the only argument to OUT: it is OUT that is missing
+        raise click.UsageError("Missing argument 'OUT': the file to write (.csv, .json or "
+                               ".jsonl; '-' for stdout), after PATH...")
+    if out == "-":
+        return fmt or "csv"
+    if Path(out).is_dir():
+        raise click.ClickException(f"{for_terminal(out)}: Is a directory")
+    if not Path(out).parent.is_dir():
+        raise click.ClickException(f"{for_terminal(out)}: No such file or directory")
+    extension = Path(out).suffix.lower()
+    if fmt is None and extension not in FORMAT_OF_EXTENSION:
+        raise click.UsageError(f"cannot tell the format from {for_terminal(out)}'s extension: "
+                               "use .csv, .json or .jsonl, or pass --format")
+    return fmt or FORMAT_OF_EXTENSION[extension]
 
 
 @click.group()
