@@ -13,7 +13,7 @@ def plot_log_x(path: str | os.PathLike, xs: Sequence[float], ys: Sequence[float]
     import cv2
     import numpy as np
 
-    w, h, left, right, top, bottom = 800, 500, 80, 20, 40, 60
+    w, h, left, right, top, bottom = 800, 500, 90, 20, 40, 60
     img = np.full((h, w, 3), 255, np.uint8)
     points = [(math.log10(x), y) for x, y in zip(xs, ys) if x > 0 and math.isfinite(y)]
     if len(points) < 2:
@@ -36,7 +36,7 @@ def plot_log_x(path: str | os.PathLike, xs: Sequence[float], ys: Sequence[float]
         y = y0 + (y1 - y0) * k / 4
         _, py = to_px(lx0, y)
         cv2.line(img, (left, py), (w - right, py), grey, 1)
-        cv2.putText(img, f"{y:.3g}", (5, py + 5), font, 0.45, black, 1)
+        cv2.putText(img, f"{y:.3g}", (28, py + 5), font, 0.45, black, 1)
     cv2.rectangle(img, (left, top), (w - right, h - bottom), black, 1)
     line = np.array([to_px(lx, y) for lx, y in points], np.int32)
     cv2.polylines(img, [line], False, (200, 80, 0), 2, cv2.LINE_AA)
@@ -44,8 +44,26 @@ def plot_log_x(path: str | os.PathLike, xs: Sequence[float], ys: Sequence[float]
         mx, _ = to_px(math.log10(marker_x), y0)
         cv2.line(img, (mx, top), (mx, h - bottom), (0, 0, 220), 1)
         cv2.putText(img, f"{marker_x:.2g}", (mx + 4, top + 16), font, 0.5, (0, 0, 220), 1)
-    cv2.putText(img, title, (left, 25), font, 0.6, black, 1)
-    cv2.putText(img, x_label, (w // 2 - 40, h - 15), font, 0.5, black, 1)
-    cv2.putText(img, y_label, (5, top - 10), font, 0.45, black, 1)
+    (title_w, _), _ = cv2.getTextSize(title, font, 0.6, 1)
+    cv2.putText(img, title, ((w - title_w) // 2, 25), font, 0.6, black, 1)
+    (label_w, _), _ = cv2.getTextSize(x_label, font, 0.5, 1)
+    cv2.putText(img, x_label, (left + (w - left - right - label_w) // 2, h - 15), font, 0.5,
+                black, 1)
+    _vertical_text(img, y_label, x=4, y_middle=top + (h - top - bottom) // 2)
     if not cv2.imwrite(str(path), img):
         raise OSError(f"could not write {path}")
+
+
+def _vertical_text(img, text: str, x: int, y_middle: int) -> None:
+    """Draw ``text`` reading bottom to top (a y-axis label) with its left edge at ``x``."""
+    import cv2
+    import numpy as np
+
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.45
+    (tw, th), base = cv2.getTextSize(text, font, scale, 1)
+    strip = np.full((th + base + 4, tw + 4, 3), 255, np.uint8)
+    cv2.putText(strip, text, (2, th + 2), font, scale, (0, 0, 0), 1)
+    turned = np.ascontiguousarray(np.rot90(strip))  # counter-clockwise: reads upwards
+    top = max(0, y_middle - turned.shape[0] // 2)
+    part = turned[: img.shape[0] - top, : img.shape[1] - x]
+    img[top:top + part.shape[0], x:x + part.shape[1]] = part
