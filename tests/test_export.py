@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from conftest import write_photo
 from test_scan import exif_photo
 
+from memocli import checkpoint
 from memocli.cli import cli
 from memocli.output import COLUMNS
 from memocli.predictor import Predictor
@@ -126,7 +127,7 @@ def test_format_comes_from_the_extension_and_an_unknown_one_is_refused(tmp_path,
 def test_a_missing_folder_is_an_error_as_with_shell_redirection(tmp_path, make_photos,
                                                                 tiny_checkpoint, monkeypatch):
     photos = make_photos(1)
-    monkeypatch.setattr(inference, "iter_predictions", None)  # fails before any scoring
+    monkeypatch.setattr(checkpoint, "load_checkpoint", None)  # fails before any scoring
     out = tmp_path / "nonexistdir" / "ranks.csv"
     result = invoke(["export", str(photos[0].parent), str(out), "-w", str(tiny_checkpoint)],
                     code=1)
