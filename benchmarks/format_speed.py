@@ -7,7 +7,8 @@ preview JPEG (as CR2/NEF/ARW files carry) and DNG without a preview (developed a
 size by libraw). For each kind it times, in this process, after one warm-up photo:
 
 * decode: ``memocli.data.load_image`` as scoring calls it (one thread), photos/s;
-* score: decode in worker processes + the default model (``iter_predictions``), photos/s.
+* score: decode in worker processes + the default model (``Predictor.iter_predictions``),
+  photos/s.
 
 Writes nothing but its --work folder; not part of ``make test``. Record results in
 ``docs/performance.md``.
@@ -72,18 +73,16 @@ def main() -> None:
 
     import torch
 
-    from memocli.checkpoint import load_checkpoint
     from memocli.data import load_image
-    from memocli.device import pick_device
     from memocli.files import default_weights_path
-    from memocli.inference import iter_predictions
+    from memocli.predictor import Predictor
 
     made = make_photos(args.photos, args.count, args.work)
-    device = pick_device(args.device)
-    model = load_checkpoint(default_weights_path(), device=device).model
-    min_side = model.cfg.input_size
-    print(f"{args.count} photos of {SIZE[0]}x{SIZE[1]} per kind; device {device}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    predictor = Predictor.from_checkpoint(default_weights_path(), args.device)
+    min_side = predictor.cfg.input_size
+    print(f"{args.count} photos of {SIZE[0]}x{SIZE[1]} per kind; device {predictor.device}, "
+          f"{predictor.dtype_name}, torch {torch.__version__}, {torch.get_num_threads()} "
+          "threads")
     print("kind          decode photos/s  score photos/s")
     for kind, paths in made.items():
         load_image(paths[0], min_side)
@@ -91,9 +90,9 @@ def main() -> None:
         for path in paths:
             load_image(path, min_side)
         decode = time.perf_counter() - started
-        list(iter_predictions(model, paths[:1], device))
+        list(predictor.iter_predictions(paths[:1]))
         started = time.perf_counter()
-        done = sum(len(b.indices) for b in iter_predictions(model, paths, device))
+        done = sum(len(b.indices) for b in predictor.iter_predictions(paths))
         score = time.perf_counter() - started
         print(f"{kind:<13} {rate(len(paths), decode):>15}  {rate(done, score):>14}")
 
