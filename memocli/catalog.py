@@ -34,9 +34,11 @@ class NamedModel:
 
 CATALOG: tuple[NamedModel, ...] = (
     NamedModel("r50", "memo-vnet-r50.pt",
-               "V-Net ResNet-50, the default; installed with memo"),
+               "V-Net ResNet-50, the default: natural scenes and photos of every kind; "
+               "installed with memo"),
     NamedModel("r152", "memo-vnet-r152.pt",
-               "V-Net ResNet-152, opt-in: more accurate, ~3x slower; not in the wheel "
+               "V-Net ResNet-152, opt-in: more accurate on natural scenes, untaught on other "
+               "photos, ~3x slower; not in the wheel "
                "(see weights/MODEL_CARD.md)"),
 )
 DEFAULT_NAME = "r50"

@@ -379,7 +379,8 @@ def shown_percentile(pct: float, decimals: int) -> float:
 
 #: What the numbers mean, one line, under every table and in the report.
 LEGEND = ("Score: the share of people expected to recognise the photo on a second viewing "
-          "(LNSIM photos average 0.60). Pct: share of these photos it beats.")
+          "(natural scenes average about 0.60, other photos 0.79). Pct: share of these photos "
+          "it beats.")
 
 
 def select(ranked: Sequence[Ranked], top: int | None, bottom: int | None) -> list[Ranked]:

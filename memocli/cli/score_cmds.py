@@ -158,7 +158,8 @@ def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
     and counted in the summary line. Scores are cached by file content
     and model, so a second run answers from the cache in seconds; only new or edited
     photos are scored. Score: the share of people expected to recognise the
-    photo on a second viewing (0-1, LaMem's scale; LNSIM photos average 0.60). Pct: the
+    photo on a second viewing (0-1; natural scenes average about 0.60, other photos
+    0.79). Pct: the
     share of the photos scanned that it beats. A file that cannot be read is reported
     on stderr and skipped (exit status 1 at the end). --one-per-burst lists only the best
     frame of each burst (photos taken seconds apart that look alike); JSON and CSV rows
