@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # numpy and the scoring pipeline load on use: `memo --help` stays quick
     import numpy as np
 
-    from .score import Ranked, ScoredFile
+    from .ranking import Ranked
+    from .score import ScoredFile
 
 DEFAULT_SECONDS = 3.0
 # Cosine similarity of vnet_r50 features: 7,140 pairs of different LNSIM photos reach at most
@@ -111,12 +112,12 @@ def group(times: Sequence[float | None], vectors: Sequence[np.ndarray | None],
 def rank_bursts(files: Sequence[ScoredFile], seconds: float = DEFAULT_SECONDS,
                 similarity: float = DEFAULT_SIMILARITY,
                 one_per_burst: bool = False) -> list[Ranked]:
-    """:func:`~memocli.score.rank` with each photo's ``burst`` (its best frame's rank).
+    """:func:`~memocli.ranking.rank` with each photo's ``burst`` (its best frame's rank).
 
     With ``one_per_burst`` only the best frames are kept, ranked among themselves (each
     burst counts as one photo; ``burst`` then equals ``rank``).
     """
-    from .score import rank
+    from .ranking import rank
 
     ranked = rank(files)
     heads = group([seconds_of(r.item.meta.taken_at) for r in ranked],

@@ -6,7 +6,6 @@ import csv
 import hashlib
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,13 +13,8 @@ from PIL import Image, ImageOps
 
 from .errors import MemoError
 from .files import read_failure
-from .formats import is_raw, load_raw, open_image
+from .formats import MAX_PIXELS, is_raw, load_raw, open_image
 from .registry import ModelConfig
-
-# Refuse images whose declared size would need absurd memory to decode (≈ 180 MP).
-# Pillow raises above twice this and only warns in between: load_image refuses both.
-Image.MAX_IMAGE_PIXELS = 180_000_000
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)
@@ -41,13 +35,6 @@ class DatasetError(MemoError):
         super().__init__(f"dataset has {len(problems)} problem(s):\n  {shown}{more}")
 
 
-def refuse_oversized(img: Image.Image) -> None:
-    """Raise ``DecompressionBombError`` for an image over ``Image.MAX_IMAGE_PIXELS``."""
-    w, h = img.size
-    if w * h > Image.MAX_IMAGE_PIXELS:
-        raise Image.DecompressionBombError(f"{w}x{h} pixels")
-
-
 def draft_jpeg(img: Image.Image, min_side: int | None) -> None:
     """Ask a not-yet-decoded JPEG for a DCT-scaled version whose sides stay at least
     1.5 x ``min_side`` (much faster than decoding a 12 MP photo in full and shrinking it;
@@ -60,27 +47,40 @@ def draft_jpeg(img: Image.Image, min_side: int | None) -> None:
             img.draft("RGB", (math.ceil(w / scale), math.ceil(h / scale)))
 
 
+_REDUCED = "memo.reduced"  # Image.info key: decoded below full resolution (JPEG draft)
+
+
 def load_image(path: str | os.PathLike, min_side: int | None = None) -> Image.Image:
     """Decode an image as upright RGB.
 
     EXIF orientation is applied; JPEGs are decoded at a reduced size when ``min_side``
-    allows (:func:`draft_jpeg`). HEIC/HEIF and camera RAW files are read as
-    :mod:`memocli.formats` says.
+    allows (:func:`draft_jpeg`; :func:`is_reduced` tells). HEIC/HEIF and camera RAW files
+    are read as :mod:`memocli.formats` says.
     """
     if is_raw(path):
-        return load_raw(path, min_side)
+        image = load_raw(path, min_side)
+        image.info[_REDUCED] = bool(min_side)  # its preview may have been drafted
+        return image
     with open_image(path) as img:
-        refuse_oversized(img)
+        full_size = img.size
         draft_jpeg(img, min_side)
+        reduced = img.size != full_size
         img = ImageOps.exif_transpose(img)
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
             rgba = img.convert("RGBA")
-            background = Image.new("RGB", rgba.size, (255, 255, 255))
-            background.paste(rgba, mask=rgba.getchannel("A"))
-            return background
-        if img.mode == "I;16" or img.mode.startswith("I"):
-            img = img.point(lambda v: v / 256).convert("L")
-        return img.convert("RGB")
+            rgb = Image.new("RGB", rgba.size, (255, 255, 255))
+            rgb.paste(rgba, mask=rgba.getchannel("A"))
+        elif img.mode == "I;16" or img.mode.startswith("I"):
+            rgb = img.point(lambda v: v / 256).convert("L").convert("RGB")
+        else:
+            rgb = img.convert("RGB")
+    rgb.info[_REDUCED] = reduced
+    return rgb
+
+
+def is_reduced(image: Image.Image) -> bool:
+    """Whether :func:`load_image` decoded ``image`` below the file's full resolution."""
+    return bool(image.info.get(_REDUCED))
 
 
 # What a corrupt, truncated, oversized or vanished image file raises while decoding.
@@ -90,7 +90,7 @@ DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 def describe_decode_error(error: BaseException) -> str:
     """A short, user-facing reason for an image that could not be decoded."""
     if isinstance(error, Image.DecompressionBombError):
-        limit = Image.MAX_IMAGE_PIXELS // 1_000_000
+        limit = MAX_PIXELS // 1_000_000
         return f"refused: image too large to decode safely (over {limit} megapixels)"
     if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)):
         return read_failure(error)
@@ -143,8 +143,7 @@ def _check_image(path: Path) -> str | None:
     if not path.is_file():
         return "no such image file"
     try:
-        with open_image(path) as img:
-            refuse_oversized(img)
+        open_image(path).close()
     except DECODE_ERRORS as e:
         return describe_decode_error(e)
     return None

@@ -15,7 +15,6 @@ from .errors import MemoError
 from .escape import for_terminal
 
 
-
 def hash_file(path: str | os.PathLike) -> str:
     """SHA-256 hex digest of a file's content, streamed."""
     with open(path, "rb") as f:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,6 +21,10 @@ HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif"})
 RAW_EXTENSIONS = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"})
 
 _heif_registered = False
+
+#: Images whose declared size would need absurd memory to decode are refused (pixels).
+MAX_PIXELS = 180_000_000
+_OPENING = threading.Lock()
 
 
 def is_raw(path: str | os.PathLike) -> bool:
@@ -38,11 +43,29 @@ def register_heif() -> None:
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """``Image.open`` that also knows HEIC/HEIF (not for camera RAW: see :func:`load_raw`)."""
+    """``Image.open`` (the header only) that also knows HEIC/HEIF, with memo's pixel limit
+    instead of Pillow's (not for camera RAW: see :func:`load_raw`).
+
+    Pillow warns above ~89 MP and refuses above twice that, by its process-wide
+    ``Image.MAX_IMAGE_PIXELS``; memo refuses above :data:`MAX_PIXELS`
+    (``DecompressionBombError``) and stays quiet below. Pillow's check is off only while
+    the header is read (under a lock, then restored): importing or using memo changes no
+    setting of the process.
+    """
     from PIL import Image
 
     register_heif()
-    return Image.open(path)
+    with _OPENING:
+        pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            img = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = pillow_limit
+    width, height = img.size
+    if width * height > MAX_PIXELS:
+        img.close()
+        raise Image.DecompressionBombError(f"{width}x{height} pixels")
+    return img
 
 
 def _upright(image: Image.Image, flip: int) -> Image.Image:

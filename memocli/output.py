@@ -8,7 +8,7 @@ from typing import IO, Any
 
 from .escape import csv_writer, dumps_json, for_terminal, rich_cell
 from .files import atomic_write
-from .score import LEGEND, Ranked, shown_percentile
+from .ranking import LEGEND, Ranked, shown_percentile
 
 #: Columns of ``memo export`` (CSV header, JSON keys), in order. Documented in docs/scoring.md.
 COLUMNS = ("rank", "path", "score", "percentile", "content_hash", "width", "height",

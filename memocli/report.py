@@ -26,12 +26,11 @@ from PIL import Image
 from .data import DECODE_ERRORS, describe_decode_error, load_image
 from .escape import for_html
 from .files import atomic_write, decode_threads
-from .score import LEGEND, Ranked, shown_percentile
+from .ranking import LEGEND, Ranked, shown_percentile
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from .explain import CamMap
+    from .predictor import Predictor
 
 THUMB_SIDE = 256  # longest side of a thumbnail, px
 JPEG_QUALITY = 75
@@ -56,35 +55,36 @@ def _jpeg(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def make_thumb(path: str | os.PathLike, cam: np.ndarray | None = None,
+def make_thumb(path: str | os.PathLike, cam: CamMap | None = None,
                side: int = THUMB_SIDE) -> Thumb:
-    """Upright thumbnail of ``path`` (longest side ``side``), with ``cam`` blended if given.
-
-    ``cam`` is a normalised Grad-CAM map (``[h, w]`` in [0, 1]).
-    """
-    try:
-        image = load_image(path, min_side=side)
-    except DECODE_ERRORS as e:
-        return Thumb(error=describe_decode_error(e))
+    """Upright thumbnail of ``path`` (longest side ``side``), with ``cam``'s map blended if
+    given. A :class:`~memocli.explain.CamMap` brings its decoded photo: it is not decoded
+    again."""
+    if cam is not None:
+        image = cam.photo
+    else:
+        try:
+            image = load_image(path, min_side=side)
+        except DECODE_ERRORS as e:
+            return Thumb(error=describe_decode_error(e))
     image.thumbnail((side, side), Image.Resampling.LANCZOS)
     heat = None
     if cam is not None:
         import numpy as np
 
-        from .explain import overlay
+        from .render import encode_jpeg, overlay
 
-        bgr = overlay(np.asarray(image), cam, HEAT_ALPHA)
-        heat = _jpeg(Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1])))
+        heat = encode_jpeg(overlay(np.asarray(image), cam.cam, HEAT_ALPHA), JPEG_QUALITY)
     return Thumb(image.width, image.height, _jpeg(image), heat)
 
 
-def grad_cams(weights: str | os.PathLike, device: str, paths: Sequence[str],
+def grad_cams(predictor: Predictor, paths: Sequence[str],
               batch_size: int = 16) -> dict[str, CamMap]:
-    """Grad-CAM of each path at the default layer (the model loads on ``device``)."""
-    from .explain import cam_maps, default_layer
-    from .predictor import Predictor
+    """Grad-CAM of each path at the default layer, each photo decoded once (kept in its
+    :class:`~memocli.explain.CamMap` for the thumbnail)."""
+    from .explain import cam_maps
+    from .gradcam import default_layer
 
-    predictor = Predictor.from_checkpoint(weights, device, "fp32")
     with ThreadPoolExecutor(decode_threads()) as pool:
         maps = [m for batch in cam_maps(predictor, [Path(p) for p in paths],
                                         default_layer(predictor.model), batch_size, pool)
@@ -92,7 +92,7 @@ def grad_cams(weights: str | os.PathLike, device: str, paths: Sequence[str],
     return dict(zip(paths, maps, strict=True))
 
 
-def make_thumbs(ranked: Sequence[Ranked], cams: dict[str, np.ndarray],
+def make_thumbs(ranked: Sequence[Ranked], cams: dict[str, CamMap],
                 advance: Callable[[int], None] = lambda n: None) -> list[Thumb]:
     """Thumbnails of ``ranked`` (in order), decoded in threads; ``cams`` maps by path."""
     def one(r: Ranked) -> Thumb:

@@ -13,16 +13,15 @@
    the next run starts where it stopped. When features are asked for (bursts), contents
    scored before the cache stored features meet the model once more.
 
-Scores are stored raw; :func:`display_score` is what users see (see ``docs/scoring.md``).
-This module imports torch only when step 4 has something to do.
+Scores are stored raw; :func:`memocli.ranking.display_score` is what users see (see
+``docs/scoring.md``); :mod:`memocli.ranking` ranks them. This module imports torch only when step 4 has something to do.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any
 from .cache import Cache, CheckpointSetup, ImageMeta
 from .errors import Interrupted, MemoError
 from .files import default_weights_path, hash_file, os_reason, printable, read_failure
+from .ranking import display_score
 from .registry import PREPROCESSING_VERSION
 from .scan import FoundFile, scan
 from .shard import Shard
@@ -42,11 +42,6 @@ HASH_BATCH = 64  # files hashed (and committed) per transaction
 _IO_THREADS = 4  # hashing and header reading are I/O bound and release the GIL
 
 Echo = Callable[[str], None]
-
-
-def display_score(raw: float) -> float:
-    """The score users see: the raw model output clipped to LaMem's [0, 1] scale."""
-    return min(1.0, max(0.0, raw))
 
 
 @dataclass
@@ -85,25 +80,16 @@ class ScoreReport:
         return len(self.files) - self.scored_files
 
 
-@dataclass(frozen=True)
-class Ranked:
-    """A scored photo's place in the scanned set (rank 1 = most memorable)."""
-
-    rank: int
-    percentile: float
-    item: ScoredFile
-    burst: int | None = None  # rank of the best frame of its burst (memocli.bursts)
-
-
 class ModelSource:
     """The checkpoint to score with, on a device, in a precision.
 
     Its model id comes from the cache when the checkpoint file is unchanged since it was
     last loaded with the same ``device`` and ``precision`` (no hashing, no torch); the
-    :class:`~memocli.predictor.Predictor` itself is built only on :meth:`load`.
+    :class:`~memocli.predictor.Predictor` itself is built only on :meth:`load`. Once the
+    run is over (``cache`` None: it may be closed) a load remembers nothing.
     """
 
-    def __init__(self, weights: str | os.PathLike, cache: Cache, device: str = "auto",
+    def __init__(self, weights: str | os.PathLike, cache: Cache | None, device: str = "auto",
                  precision: str = "auto"):
         self.path = Path(weights)
         self.cache = cache
@@ -127,7 +113,8 @@ class ModelSource:
 
             predictor = Predictor.from_checkpoint(self.path, self.device_name, self.precision)
             remembered, self.model_id = self.model_id, predictor.model_id
-            self.cache.remember_checkpoint(self.setup, self.model_id)
+            if self.cache is not None:
+                self.cache.remember_checkpoint(self.setup, self.model_id)
             if remembered is not None and remembered != self.model_id:
                 raise MemoError(f"{self.path}: checkpoint changed while memo was reading it "
                                 f"(model {remembered}, now {self.model_id}); run again")
@@ -346,50 +333,8 @@ def score_paths(
                    e.meta or ImageMeta(), e.features)
         for e in entries if not e.failed and e.score is not None
     ]
+    source.cache = None  # the caller may close it; a later load() only needs the file
     return ScoreReport(files=files, problems=skips.items, model_id=source.model_id,
                        found=len(entries), hashed=hashed, scored=scored,
                        scored_files=scored_files, source=source,
                        passed_over=dict(found.passed_over))
-
-
-def rank(files: Sequence[ScoredFile]) -> list[Ranked]:
-    """Order by raw score, highest first (ties by path); percentile within the set.
-
-    The percentile is the share of the *other* photos in the set that score lower:
-    100 for the best, 0 for the worst, equal for equal scores (100 for a set of one).
-    """
-    ordered = sorted(files, key=lambda f: (-f.raw_score, f.path))
-    values = sorted(f.raw_score for f in files)
-    n = len(files)
-    ranked = []
-    for i, f in enumerate(ordered, 1):
-        lower = bisect.bisect_left(values, f.raw_score)
-        pct = 100.0 if n == 1 else 100.0 * lower / (n - 1)
-        ranked.append(Ranked(rank=i, percentile=pct, item=f))
-    return ranked
-
-
-def shown_percentile(pct: float, decimals: int) -> float:
-    """``pct`` rounded to ``decimals`` places, but never up to 100 unless it is 100 (the
-    top photo): 99.51 shows as 99, not as a second 100."""
-    if pct >= 100.0:
-        return 100.0
-    return min(round(pct, decimals), 100.0 - 10.0 ** -decimals)
-
-
-#: What the numbers mean, one line, under every table and in the report.
-LEGEND = ("Score: the share of people expected to recognise the photo on a second viewing "
-          "(natural scenes average about 0.60, other photos 0.79). Pct: share of these photos "
-          "it beats.")
-
-
-def select(ranked: Sequence[Ranked], top: int | None, bottom: int | None) -> list[Ranked]:
-    """The first ``top`` and last ``bottom`` (in rank order, no repeats); all if neither."""
-    if top is None and bottom is None:
-        return list(ranked)
-    chosen: dict[int, Ranked] = {}
-    if top:
-        chosen.update((r.rank, r) for r in ranked[:top])
-    if bottom:
-        chosen.update((r.rank, r) for r in ranked[-bottom:])
-    return [chosen[k] for k in sorted(chosen)]

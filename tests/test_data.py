@@ -1,10 +1,15 @@
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
 from conftest import write_photo
+from PIL import Image
 
-from memocli.data import DatasetError, load_image, load_split
+from memocli.data import DatasetError, is_reduced, load_image, load_split
 from memocli.errors import MemoError
+from memocli.formats import open_image
 
 
 def lamem(tmp_path: Path, lines: list[str], split="train_1", images=("a.jpg", "b.jpg")) -> Path:
@@ -100,5 +105,37 @@ def test_load_image_flattens_transparency_and_grayscale(tmp_path):
 def test_large_jpeg_is_decoded_at_reduced_size(tmp_path):
     path = write_photo(tmp_path / "big.jpg", size=(2000, 1500))
     small = load_image(path, min_side=224)
-    assert min(small.size) >= 224 and small.size[0] < 2000
-    assert load_image(path).size == (2000, 1500)
+    assert min(small.size) >= 224 and small.size[0] < 2000 and is_reduced(small)
+    full = load_image(path)
+    assert full.size == (2000, 1500) and not is_reduced(full)
+    assert not is_reduced(load_image(write_photo(tmp_path / "small.jpg"), min_side=224))
+
+
+def test_importing_and_decoding_change_no_process_setting(tmp_path):
+    """``import memocli`` as a library leaves Pillow's limit and the warning filters alone,
+    and so does decoding; memo's own limit applies where memo opens images."""
+    photo = write_photo(tmp_path / "a.jpg")
+    code = (
+        "import warnings\nimport numpy\nfrom PIL import Image\n"  # numpy sets its own filters
+        "before = (Image.MAX_IMAGE_PIXELS, list(warnings.filters))\n"
+        "import memocli, memocli.cli, memocli.data, memocli.exif, memocli.score\n"
+        f"memocli.data.load_image({str(photo)!r}, 32)\n"
+        f"memocli.exif.read_image_meta({str(photo)!r})\n"
+        "print(before == (Image.MAX_IMAGE_PIXELS, list(warnings.filters)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "True", result.stderr
+
+
+def test_memo_limit_without_pillow_warnings(tmp_path):
+    from test_bad_input import png_declaring
+
+    big = png_declaring(tmp_path / "big.png", 10_000, 10_000)  # 100 MP: Pillow would warn
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any DecompressionBombWarning fails the test
+        open_image(big).close()
+    with pytest.raises(Image.DecompressionBombError):
+        open_image(png_declaring(tmp_path / "huge.png", 15_000, 12_001))  # just over 180 MP
+    assert Image.MAX_IMAGE_PIXELS == pillow_limit

@@ -16,7 +16,8 @@ from memocli import checkpoint
 from memocli.checkpoint import load_checkpoint, save_checkpoint
 from memocli.cli import cli
 from memocli.errors import MemoError
-from memocli.explain import GradCAM, explain_images
+from memocli.explain import explain_images
+from memocli.gradcam import GradCAM
 from memocli.model import VNet
 from memocli.predictor import iter_predictions
 from memocli.registry import get_config

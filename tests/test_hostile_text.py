@@ -21,8 +21,9 @@ from memocli import escape
 from memocli.cache import Cache, ImageMeta
 from memocli.cli import cli
 from memocli.output import print_table, write_csv, write_json
+from memocli.ranking import Ranked
 from memocli.report import Thumb, render_html
-from memocli.score import Ranked, ScoredFile
+from memocli.score import ScoredFile
 
 NOT_UTF8 = os.fsdecode(b"\xff\xfe.jpg")  # how Python sees a file name that is not UTF-8
 

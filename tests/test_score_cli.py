@@ -376,3 +376,43 @@ def test_misspelt_device_is_a_usage_error_even_when_all_is_cached(tmp_path, make
     result = invoke(["score", str(photos[0].parent), "-w", str(tiny_checkpoint), "--cache",
                      str(db), "--device", "gpu"], code=2)
     assert "'gpu' is not auto, cpu, cuda, cuda:N or mps" in result.stderr
+
+
+def test_report_and_score_explain_load_the_model_once_and_decode_each_top_photo_once(
+        tmp_path, make_photos, tiny_checkpoint, monkeypatch):
+    from memocli import explain, report
+
+    photos = make_photos(4)
+    db = tmp_path / "c.db"
+    score_json(photos[0].parent, tiny_checkpoint, db)  # scores cached: no decode to score
+    counts = {"load": 0, "network decode": [], "thumbnail decode": [], "full decode": []}
+    real_load, real_photo = checkpoint.load_checkpoint, Predictor.load_photo
+
+    def load(*args, **kwargs):
+        counts["load"] += 1
+        return real_load(*args, **kwargs)
+
+    def counted(key, real):
+        def decode(*args, **kwargs):
+            counts[key].append(Path(args[-1] if key == "network decode" else args[0]).name)
+            return real(*args, **kwargs)
+        return decode
+
+    monkeypatch.setattr(checkpoint, "load_checkpoint", load)
+    monkeypatch.setattr(Predictor, "load_photo", counted("network decode", real_photo))
+    monkeypatch.setattr(report, "load_image", counted("thumbnail decode", report.load_image))
+    monkeypatch.setattr(explain, "load_image", counted("full decode", explain.load_image))
+    invoke(["report", str(photos[0].parent), "--out", str(tmp_path / "r.html"), "-w",
+            str(tiny_checkpoint), "--cache", str(db), "--heatmaps", "2", "--workers", "0", "-s"])
+    assert counts["load"] == 1
+    assert len(counts["network decode"]) == 2  # the two heatmaps' photos, once each
+    assert sorted(counts["network decode"] + counts["thumbnail decode"]) == \
+        sorted(p.name for p in photos)  # a heatmap's photo makes its thumbnail too
+
+    counts.update({"load": 0, "network decode": [], "full decode": []})
+    result = invoke(["score", str(photos[0].parent), "--top", "2", "--json", "-w",
+                     str(tiny_checkpoint), "--cache", str(tmp_path / "new.db"),
+                     "--explain", str(tmp_path / "maps"), "--workers", "0", "-s"])
+    assert counts["load"] == 1  # the model that scored drew the heatmaps
+    assert len(counts["network decode"]) == 2 and counts["full decode"] == []  # small photos
+    assert result.stdout.startswith("[") and "->" in result.stderr

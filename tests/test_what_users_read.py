@@ -7,7 +7,8 @@ from click.testing import CliRunner
 
 from memocli.cache import ImageMeta
 from memocli.cli import cli, progress
-from memocli.score import LEGEND, ScoredFile, rank, shown_percentile
+from memocli.ranking import LEGEND, rank, shown_percentile
+from memocli.score import ScoredFile
 
 
 def invoke(args, code=0):

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..files import printable
 from ..registry import DEFAULT_MODEL, MODELS
 from .options import WEIGHTS_HELP, WeightsType, device_option, echo_err
+
+if TYPE_CHECKING:
+    from ..predictor import Predictor
 
 
 #: What --layer can name, checked before the model loads (blocks against it after).
@@ -58,25 +63,31 @@ def explain(images, out, layer, alpha, side_by_side, heatmap_only, weights, batc
       memo explain *.jpg --out heatmaps/ --layer layer4 --alpha 0.5 --side-by-side
       memo explain img.jpg --heatmap-only --layer layer3 --out maps/
     """
+    from ..files import default_weights_path
+    from ..predictor import Predictor
+
     if side_by_side and heatmap_only:
         raise click.UsageError("--side-by-side and --heatmap-only exclude each other")
-    failed = write_explanations(images, out, weights, device, layer=layer, alpha=alpha,
-                                side_by_side=side_by_side, heatmap_only=heatmap_only,
-                                batch_size=batch_size)
+    failed = write_explanations(
+        images, out,
+        lambda: Predictor.from_checkpoint(weights or default_weights_path(), device, "fp32"),
+        layer=layer, alpha=alpha, side_by_side=side_by_side, heatmap_only=heatmap_only,
+        batch_size=batch_size)
     if failed:
         raise click.ClickException(f"{failed} of {len(images)} image(s) failed")
 
 
-def write_explanations(images, out: Path | None, weights: str | None, device: str,
-                       **options) -> int:
-    """Explain ``images`` into ``out`` (or beside them), one line per file; returns failures.
+def write_explanations(images, out: Path | None, predictor: Callable[[], Predictor],
+                       echo: Callable[[str], None] = click.echo, **options) -> int:
+    """Explain ``images`` into ``out`` (or beside them); returns the number that failed.
 
+    ``predictor`` gives the model once paths and options are checked (it may load it).
+    ``echo`` prints each file's ``IMAGE -> OUTPUT`` line (problems go to stderr);
     ``options`` are :func:`memocli.explain.explain_images`'s keyword options.
     """
     from ..errors import MemoError
-    from ..explain import explain_images, resolve_layer
-    from ..files import default_weights_path
-    from ..predictor import Predictor
+    from ..explain import explain_images
+    from ..gradcam import resolve_layer
 
     if out is not None and out.exists() and not out.is_dir():
         raise click.BadParameter(f"{out} exists and is not a folder", param_hint="--out")
@@ -95,16 +106,16 @@ def write_explanations(images, out: Path | None, weights: str | None, device: st
             sources.append(path)
     if not sources:
         return failed
-    predictor = Predictor.from_checkpoint(weights or default_weights_path(), device, "fp32")
+    model = predictor()
     try:
-        options["layer"] = layer = resolve_layer(predictor.model, options.get("layer"))
+        options["layer"] = layer = resolve_layer(model.model, options.get("layer"))
     except MemoError as e:
         raise click.BadParameter(str(e), param_hint="--layer") from None
 
-    for result in explain_images(predictor, sources, out, **options):
+    for result in explain_images(model, sources, out, **options):
         if result.ok:
-            click.echo(f"{printable(result.source)} -> {printable(result.output)}  "
-                       f"(score {result.score:.2f})")
+            echo(f"{printable(result.source)} -> {printable(result.output)}  "
+                 f"(score {result.score:.2f})")
             if result.flat:
                 echo_err(f"{printable(result.source)}: flat map, no region raises the score "
                          f"at {layer}")

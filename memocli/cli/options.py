@@ -1,4 +1,7 @@
-"""Option bundles shared by several commands."""
+"""Options and helpers shared by several commands: the public face of the CLI's common parts.
+
+Click only; heavy modules (torch) are imported by the library when something needs them.
+"""
 
 from __future__ import annotations
 
@@ -100,3 +103,116 @@ def burst_options(f):
                         default=DEFAULT_SECONDS, show_default=True,
                         help="Most seconds between the times taken of two frames of a "
                              "burst.")(f)
+
+
+def cache_options(f):
+    """``--cache PATH`` and ``--no-cache``."""
+    f = click.option("--no-cache", is_flag=True,
+                     help="Use no cache: score everything, store nothing.")(f)
+    return click.option(
+        "--cache", "cache_path", type=click.Path(dir_okay=False), metavar="PATH",
+        help="Cache database [default: $MEMO_HOME/memo.db, else "
+             "$XDG_CACHE_HOME/memo/memo.db, else ~/.cache/memo/memo.db].",
+    )(f)
+
+
+class ShardType(click.ParamType):
+    """``I/N``: the I-th of N shards (1 <= I <= N), as a :class:`memocli.shard.Shard`."""
+
+    name = "I/N"
+
+    def convert(self, value, param, ctx):
+        from ..shard import Shard
+
+        if isinstance(value, Shard):
+            return value
+        try:
+            return Shard.parse(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+def scoring_options(f):
+    """Options every command that scores shares: model, cache, scan, batching, device.
+
+    The command receives them as keyword arguments to hand to :func:`run_scoring` whole.
+    """
+    f = silent_option(f)
+    f = click.option("--strict", is_flag=True,
+                     help="Stop at the first file that cannot be scored (exit status 1); "
+                          "by default such files are reported and skipped.")(f)
+    f = precision_option()(f)
+    f = device_option(f)
+    f = batch_options(default=None)(f)
+    f = click.option("--hidden", is_flag=True,
+                     help="Also look inside hidden folders (names starting with '.').")(f)
+    f = click.option("--shard", type=ShardType(), metavar="I/N",
+                     help="Take only the I-th of N shards of the photos found, split by "
+                          "their path inside PATH (one job of N; see docs/scaling.md).")(f)
+    f = cache_options(f)
+    return click.option("-w", "--weights", type=WeightsType(), help=WEIGHTS_HELP)(f)
+
+
+def open_cache(cache_path: str | None, no_cache: bool):
+    """The cache ``--cache``/``--no-cache`` ask for (see :func:`cache_options`)."""
+    from ..cache import Cache, default_cache_path
+
+    if cache_path and no_cache:
+        raise click.UsageError("use --cache PATH or --no-cache, not both")
+    return Cache(None if no_cache else (cache_path or default_cache_path()))
+
+
+def run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_size, workers,
+                device, precision, strict, silent, with_features=False):
+    """Score ``inputs`` with the :func:`scoring_options`; says how many came from the cache.
+
+    The returned :class:`~memocli.score.ScoreReport`'s ``source`` loads the model once for
+    whatever comes next (heatmaps), if scoring did not already.
+    """
+    from ..score import score_paths
+    from .progress import progress_for_stderr
+
+    with open_cache(cache_path, no_cache) as cache:
+        report = score_paths(inputs, cache, weights=weights, device=device,
+                             batch_size=batch_size, workers=workers, include_hidden=hidden,
+                             precision=precision, progress=progress_for_stderr(silent),
+                             with_features=with_features, shard=shard, strict=strict)
+    if not silent:
+        echo_err(f"{len(report.files)} photo(s): {report.from_cache} from the cache, "
+                 f"{report.scored_files} scored now (model {report.model_id})"
+                 + _passed_over_text(report.passed_over))
+    return report
+
+
+def _passed_over_text(counts: dict[str, int]) -> str:
+    """``'; 2 RAW files ranked as their JPEG; not photos: 1 video, 2 sidecars'``, or ''."""
+    def plural(n: int, noun: str) -> str:
+        return f"{n} {noun}" + "s" * (n != 1)
+
+    text = ""
+    twins = counts.get("raw twin", 0)
+    if twins:
+        text += f"; {plural(twins, 'RAW file')} ranked as {'their' if twins > 1 else 'its'} JPEG"
+    others = [plural(n, kind) for kind, n in sorted(counts.items()) if kind != "raw twin"]
+    if others:
+        text += "; not photos: " + ", ".join(others)
+    return text
+
+
+def one_per_burst_option(f):
+    """``--one-per-burst``."""
+    return click.option("--one-per-burst", is_flag=True,
+                        help="Keep only the most memorable photo of each burst (photos "
+                             "taken seconds apart that look alike; see docs/scoring.md).")(f)
+
+
+def finish(report, failed_heatmaps: int = 0) -> None:
+    """Exit 1 (after the data is out) when any file had to be skipped."""
+    messages = []
+    if report.problems:
+        messages.append(f"{len(report.problems)} file(s) skipped (reasons above); "
+                        "the others were scored")
+    if failed_heatmaps:
+        messages.append(f"{failed_heatmaps} heatmap(s) failed")
+    if messages:
+        raise click.ClickException("; ".join(messages))

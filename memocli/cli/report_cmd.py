@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from .options import burst_options, echo_err
+from .options import burst_options, echo_err, finish, run_scoring, scoring_options
 from .progress import progress_for_stderr
-from .score_cmds import _finish, _run_scoring, _scoring_options
 
 
 @click.command()
@@ -23,7 +22,7 @@ from .score_cmds import _finish, _run_scoring, _scoring_options
                    "(0: none).")
 @click.option("--title", help="Page title [default: memo report: PATH...].")
 @burst_options
-@_scoring_options
+@scoring_options
 def report(inputs, out, n_heatmaps, title, burst_seconds, burst_similarity, **scoring):
     """Write an HTML contact sheet of the photos, most memorable first.
 
@@ -40,20 +39,19 @@ def report(inputs, out, n_heatmaps, title, burst_seconds, burst_similarity, **sc
       memo report ~/Photos --burst-seconds 10 --title "Summer 2026"
     """
     from ..bursts import rank_bursts
-    from ..files import default_weights_path, os_reason, printable
+    from ..files import os_reason, printable
     from ..report import grad_cams, make_thumbs, write_report
 
-    result = _run_scoring(inputs, **scoring, with_features=True)
-    weights, silent = scoring["weights"], scoring["silent"]
+    result = run_scoring(inputs, **scoring, with_features=True)
+    silent = scoring["silent"]
     ranked = rank_bursts(result.files, burst_seconds, burst_similarity)
     best = [r.item.path for r in ranked if r.burst == r.rank][:n_heatmaps]
     cams, failed = {}, 0
-    if best:
-        maps = grad_cams(weights or default_weights_path(), scoring["device"], best,
-                         min(scoring["batch_size"] or 16, 16))
+    if best:  # the model scoring loaded, or loaded now once
+        maps = grad_cams(result.source.load(), best, min(scoring["batch_size"] or 16, 16))
         for path, m in maps.items():
             if m.error is None:
-                cams[path] = m.cam
+                cams[path] = m
             else:
                 failed += 1
                 echo_err(f"no heatmap for {printable(path)}: {m.error}")
@@ -70,7 +68,7 @@ def report(inputs, out, n_heatmaps, title, burst_seconds, burst_similarity, **sc
     if not silent:
         echo_err(f"wrote {out}: {len(ranked)} photo(s), {len(cams)} heatmap(s), "
                  f"{size / 1e6:.1f} MB")
-    _finish(result, failed)
+    finish(result, failed)
 
 
 COMMANDS = [report]

@@ -1,0 +1,150 @@
+"""``memo cache``: inspect, tidy and merge the score cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..escape import dumps_json, for_terminal
+from .options import echo_err
+
+
+@click.group()
+def cache():
+    """Inspect and tidy the score cache.
+
+    \b
+    Examples:
+      memo cache info
+      memo cache prune --dry-run
+      memo cache prune --vacuum --cache demo-out/memo.db
+      memo cache merge shard*.db --into archive.db
+    """
+
+
+def _existing_cache_path(cache_path: str | None) -> Path:
+    from ..cache import default_cache_path
+
+    return Path(cache_path) if cache_path else default_cache_path()
+
+
+@cache.command()
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Cache database [default: the user cache, see `memo score --help`].")
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
+def info(cache_path, as_json):
+    """Rows, models and size of the score cache.
+
+    \b
+    Examples:
+      memo cache info
+      memo cache info --cache demo-out/memo.db --json
+    """
+    from ..cache import Cache
+
+    path = _existing_cache_path(cache_path)
+    if not path.is_file():
+        if as_json:
+            click.echo(dumps_json({"path": str(path), "exists": False}))
+        else:
+            click.echo(f"cache: {for_terminal(path)} (not created yet)")
+        return
+    with Cache(path) as db:
+        facts = db.info()
+    if as_json:
+        click.echo(dumps_json({**facts, "exists": True}, indent=2))
+        return
+    rows = facts["rows"]
+    click.echo(f"cache:    {for_terminal(facts['path'])}")
+    click.echo(f"size:     {_human_size(facts['size_bytes'])}")
+    click.echo(f"files:    {rows['files']} path(s), {rows['images']} distinct content(s)")
+    click.echo(f"scores:   {rows['scores']}")
+    click.echo(f"models:   {len(facts['models'])}")
+    for m in facts["models"]:
+        where = f"  {', '.join(m['checkpoints'])}" if m["checkpoints"] else ""
+        click.echo(for_terminal(f"  {m['model']}  {m['scores']} score(s), "
+                                f"last {m['last_scored']}{where}"))
+
+
+def _human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+@cache.command()
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Cache database [default: the user cache, see `memo score --help`].")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.option("--vacuum", is_flag=True, help="Then shrink the database file.")
+def prune(cache_path, dry_run, vacuum):
+    """Forget files that no longer exist, and scores no remaining file needs.
+
+    Scores are kept while any cached path still has that content. Files on a disk that
+    is not mounted look deleted: prune while your library is reachable.
+
+    \b
+    Examples:
+      memo cache prune --dry-run
+      memo cache prune --vacuum
+    """
+    from ..cache import Cache
+
+    path = _existing_cache_path(cache_path)
+    if not path.is_file():
+        click.echo(f"cache: {for_terminal(path)} (not created yet); nothing to prune")
+        return
+    with Cache(path) as db:
+        counts = db.prune(dry_run=dry_run)
+        if vacuum and not dry_run:
+            db.vacuum()
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb}: {counts['files']} missing file(s), {counts['scores']} score(s), "
+               f"{counts['images']} image record(s), {counts['checkpoints']} checkpoint "
+               "record(s)")
+
+
+@cache.command()
+@click.argument("sources", nargs=-1, required=True, metavar="SRC.db...",
+                type=click.Path(exists=True, dir_okay=False))
+@click.option("--into", "dest", required=True, metavar="DST.db",
+              type=click.Path(dir_okay=False), help="The cache to merge into (created if missing).")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=None, metavar="X",
+              help="Largest difference between two scores of one photo and model that is "
+                   "not reported as a conflict [default: 0.01].")
+def merge(sources, dest, tolerance):
+    """Combine caches, e.g. those of `memo score --shard` jobs, into DST.db.
+
+    Copies scores, files, image facts, checkpoints and any other rows DST.db does not
+    have yet; rows it has are kept, so merging twice changes nothing. A score that
+    differs from DST.db's for the same photo and model is reported (DST.db's is kept,
+    exit status 1). Each SRC goes in as one transaction.
+
+    \b
+    Examples:
+      memo cache merge shard*.db --into archive.db
+      memo cache merge laptop.db --into ~/.cache/memo/memo.db
+    """
+    from ..merge import DEFAULT_TOLERANCE, merge_caches
+
+    reports = merge_caches(sources, dest, DEFAULT_TOLERANCE if tolerance is None else tolerance)
+    conflicts = 0
+    for r in reports:
+        added = ", ".join(f"{n} {table}" for table, n in r.added.items())
+        click.echo(for_terminal(f"{r.source}: added {added}"))
+        for c in r.examples:
+            key = ", ".join(f"{k}={v}" for k, v in c.key.items())
+            echo_err(f"conflict in {c.table} ({key}): kept {c.column} {c.kept:.6f}, "
+                     f"{r.source} has {c.other:.6f}")
+        if r.conflicts > len(r.examples):
+            echo_err(f"... and {r.conflicts - len(r.examples)} more conflict(s) in {r.source}")
+        conflicts += r.conflicts
+    if conflicts:
+        raise click.ClickException(f"{conflicts} conflicting value(s); {dest}'s were kept")
+
+
+COMMANDS = [cache]
