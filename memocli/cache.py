@@ -407,7 +407,7 @@ class Cache:
             "SELECT model, count(*), max(scored_at) FROM scores GROUP BY model ORDER BY model"
         ).fetchall():
             paths = [path_from_db(r[0]) for r in self.db.execute(
-                "SELECT path FROM checkpoints WHERE model = ? ORDER BY path", [model])]
+                "SELECT DISTINCT path FROM checkpoints WHERE model = ? ORDER BY path", [model])]
             models.append({"model": model, "scores": n, "last_scored": last,
                            "checkpoints": paths})
         return {

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import tiny_checkpoint_at, write_photo
 
+from memocli import cache as cache_mod
 from memocli import checkpoint, score
 from memocli.cli import cli
 from memocli.predictor import Predictor
@@ -161,7 +162,6 @@ def test_two_models_keep_separate_scores(tmp_path, make_photos, model_calls):
 def old_cache(db, photos, ckpt, stale_score):
     """A cache as memo wrote it before model ids named preprocessing and precision: every
     photo scored (``stale_score``) and the checkpoint remembered under ``name-digest``."""
-    from memocli import cache as cache_mod
     from memocli.files import hash_file
 
     old_id = checkpoint.load_checkpoint(ckpt).checkpoint_id
@@ -209,6 +209,12 @@ def test_each_precision_keeps_its_own_scores(tmp_path, make_photos, tiny_checkpo
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*), count(DISTINCT model) FROM scores").fetchone() \
             == (6, 2)
+    again, _ = score_json(photos[0].parent, tiny_checkpoint, db, "--precision", "fp32",
+                          "--device", "auto")  # another setup, the same fp32 model id
+    assert len(model_calls) == 2 and again == fp32
+    with cache_mod.Cache(db) as c:
+        listed = {m["model"]: m["checkpoints"] for m in c.info()["models"]}
+    assert listed[fp32[0]["model_id"]] == [str(tiny_checkpoint.resolve())]  # listed once
     forbid_model_and_hashing(monkeypatch)  # each precision's id is remembered
     assert score_json(photos[0].parent, tiny_checkpoint, db, "--precision", "fp32")[0] == fp32
     assert score_json(photos[0].parent, tiny_checkpoint, db, "--precision", "bf16")[0] == bf16
