@@ -123,8 +123,6 @@ def test_prune_forgets_missing_files_and_unreferenced_scores(tmp_path):
 
 def test_cache_cli_info_and_prune(tmp_path):
     db = tmp_path / "c.db"
-    result = invoke(["cache", "info", "--cache", str(db)])
-    assert "not created yet" in result.stdout and not db.exists()
     with Cache(db) as c:
         c.record_files([(str(tmp_path / "gone.jpg"), "h", 1, 1)])
         c.record_scores("vnet_tiny-abc", [("h", 0.4)])
@@ -139,6 +137,37 @@ def test_cache_cli_info_and_prune(tmp_path):
         ["cache", "prune", "--cache", str(db), "--vacuum"]).stdout
     assert json.loads(invoke(["cache", "info", "--cache", str(db), "--json"]).stdout)[
         "rows"]["scores"] == 0
+
+
+@pytest.mark.parametrize("command", ["info", "prune", "clear"])
+def test_a_typed_cache_path_that_does_not_exist_is_an_error(tmp_path, command):
+    result = CliRunner().invoke(cli, ["cache", command, "--cache", str(tmp_path / "typo.db")])
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'typo.db'}: no such cache file" in result.stderr
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_the_default_cache_not_created_yet_is_said_so(isolated_memo_home):
+    assert "not created yet" in invoke(["cache", "info"]).stdout
+    assert invoke(["cache", "path"]).stdout == f"{isolated_memo_home / 'memo.db'}\n"
+    assert "nothing to clear" in invoke(["cache", "clear"]).stdout
+
+
+def test_cache_clear_asks_first_and_deletes_the_database_and_its_log(tmp_path):
+    db = tmp_path / "c.db"
+    with Cache(db) as c:
+        c.record_scores("m", [("h", 0.1)])
+    (tmp_path / "c.db-wal").write_bytes(b"")
+    result = CliRunner().invoke(cli, ["cache", "clear", "--cache", str(db)], input="n\n")
+    assert result.exit_code == 1 and "Delete the score cache" in result.stderr
+    assert db.exists()
+    result = CliRunner().invoke(cli, ["cache", "clear", "--cache", str(db)], input="y\n")
+    assert result.exit_code == 0 and result.stdout == f"deleted {db}\n"
+    assert not db.exists() and not (tmp_path / "c.db-wal").exists()
+    with Cache(db) as c:
+        c.record_scores("m", [("h", 0.1)])
+    invoke(["cache", "clear", "--cache", str(db), "--yes"])
+    assert not db.exists()
 
 
 def test_cache_info_uses_memo_home_by_default(isolated_memo_home):

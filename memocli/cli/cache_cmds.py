@@ -17,6 +17,8 @@ def cache():
     \b
     Examples:
       memo cache info
+      memo cache path
+      memo cache clear --yes
       memo cache prune --dry-run
       memo cache prune --vacuum --cache demo-out/memo.db
       memo cache merge shard*.db --into archive.db
@@ -24,14 +26,67 @@ def cache():
 
 
 def _existing_cache_path(cache_path: str | None) -> Path:
+    """The cache a command is about: ``--cache PATH``, which must exist (a typo is an error,
+    not an empty cache), else the default one (which may not be created yet)."""
     from ..cache import default_cache_path
 
-    return Path(cache_path) if cache_path else default_cache_path()
+    if not cache_path:
+        return default_cache_path()
+    if not Path(cache_path).is_file():
+        raise click.BadParameter(f"{for_terminal(cache_path)}: no such cache file",
+                                 param_hint="--cache")
+    return Path(cache_path)
+
+
+def _cache_option(f):
+    return click.option(
+        "--cache", "cache_path", type=click.Path(dir_okay=False), metavar="PATH",
+        help="Cache database [default: the user cache, see `memo score --help`].")(f)
+
+
+@cache.command("path")
+def cache_path_cmd():
+    """Print where the score cache is (memo score creates it there).
+
+    $MEMO_HOME/memo.db, else $XDG_CACHE_HOME/memo/memo.db, else ~/.cache/memo/memo.db.
+
+    \b
+    Examples:
+      memo cache path
+      du -h "$(memo cache path)"
+    """
+    from ..cache import default_cache_path
+
+    click.echo(for_terminal(default_cache_path()))
 
 
 @cache.command()
-@click.option("--cache", "cache_path", type=click.Path(dir_okay=False), metavar="PATH",
-              help="Cache database [default: the user cache, see `memo score --help`].")
+@_cache_option
+@click.option("-y", "--yes", is_flag=True, help="Delete without asking.")
+def clear(cache_path, yes):
+    """Delete the score cache: every cached score (the photos are not touched).
+
+    Asks first, unless --yes. The next memo score scores every photo again.
+
+    \b
+    Examples:
+      memo cache clear
+      memo cache clear --cache demo-out/memo.db --yes
+    """
+    path = _existing_cache_path(cache_path)
+    if not path.is_file():
+        click.echo(f"cache: {for_terminal(path)} (not created yet); nothing to clear")
+        return
+    if not yes:
+        click.confirm(f"Delete the score cache {for_terminal(path)} "
+                      f"({_human_size(path.stat().st_size)})?", abort=True, err=True)
+    for suffix in ("", "-wal", "-shm"):  # SQLite's write-ahead log goes with it
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    click.echo(f"deleted {for_terminal(path)}")
+
+
+@cache.command()
+@_cache_option
 @click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
 def info(cache_path, as_json):
     """Rows, models and size of the score cache.
@@ -77,8 +132,7 @@ def _human_size(n: int) -> str:
 
 
 @cache.command()
-@click.option("--cache", "cache_path", type=click.Path(dir_okay=False), metavar="PATH",
-              help="Cache database [default: the user cache, see `memo score --help`].")
+@_cache_option
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
 @click.option("--vacuum", is_flag=True, help="Then shrink the database file.")
 def prune(cache_path, dry_run, vacuum):
