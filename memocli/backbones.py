@@ -75,8 +75,24 @@ def _imagenet_state_dict(backbone: str) -> dict:
         ) from None
 
 
+def with_heads(model: VNet, heads: tuple[str, ...]) -> tuple[VNet, list[str]]:
+    """``model`` with the heads ``heads``, and the names of those it did not have.
+
+    The backbone is kept; a head of the same name is kept, a new one starts as a copy of
+    the first head (a trained head is a better start than a random one).
+    """
+    if model.cfg.heads == heads:
+        return model, []
+    new = VNet(model.cfg.with_heads(heads))
+    new.backbone.load_state_dict(model.backbone.state_dict())
+    for name in heads:
+        source = model.heads[name] if name in model.heads else model.primary_head
+        new.heads[name].load_state_dict(source.state_dict())
+    return new, [name for name in heads if name not in model.heads]
+
+
 def initial_model(model_name: str, backbone_weights: str | None, init: str | None,
-                  warn=print) -> tuple[VNet, dict]:
+                  warn=print, heads: tuple[str, ...] = ("score",)) -> tuple[VNet, dict]:
     """Build the model a training run starts from, and metadata saying how.
 
     Args:
@@ -84,14 +100,17 @@ def initial_model(model_name: str, backbone_weights: str | None, init: str | Non
         backbone_weights: ``imagenet``, a backbone file, or None.
         init: a memo checkpoint to fine-tune from (its config wins), or None.
         warn: called with a warning when the backbone stays random.
+        heads: the model's heads (one per training source); with ``init``, heads the
+            checkpoint lacks are listed in the metadata as ``new_heads``.
     """
     if init and backbone_weights:
         raise MemoError("use either --init or --backbone-weights, not both")
     if init:
         loaded = load_checkpoint(init, expect_arch=model_name)
         origin = loaded.meta.get("backbone_init", "unknown")
-        return loaded.model, {"backbone_init": origin, "init": str(init)}
-    cfg = get_config(model_name)
+        model, new_heads = with_heads(loaded.model, tuple(heads))
+        return model, {"backbone_init": origin, "init": str(init), "new_heads": new_heads}
+    cfg = get_config(model_name).with_heads(tuple(heads))
     if backbone_weights is None:
         warn(RANDOM_BACKBONE_WARNING)
         return VNet(cfg), {"backbone_init": "random", "init": None}

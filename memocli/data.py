@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 from .errors import MemoError
 from .files import read_failure
 from .formats import MAX_PIXELS, is_raw, load_raw, open_image
-from .registry import ModelConfig
+from .registry import AUGMENTATIONS, ModelConfig
 
 
 @dataclass(frozen=True)
@@ -111,14 +111,18 @@ def eval_transform(cfg: ModelConfig):
     ])
 
 
-def train_transform(cfg: ModelConfig):
-    """Augmenting preprocessing for full training: resize a bit larger, random crop, flip."""
+def train_transform(cfg: ModelConfig, augment: str = "flip"):
+    """Augmenting preprocessing for training on images (see :data:`AUGMENTATIONS`)."""
     from torchvision import transforms as T
 
-    big = round(cfg.input_size * 1.14)
+    if augment not in AUGMENTATIONS:
+        raise MemoError(f"unknown augmentation '{augment}' (use {', '.join(AUGMENTATIONS)})")
+    size = cfg.input_size if augment == "flip" else round(cfg.input_size * 1.14)
+    steps = [T.Resize((size, size), antialias=True)]
+    if augment == "crop":
+        steps.append(T.RandomCrop(cfg.input_size))
     return T.Compose([
-        T.Resize((big, big), antialias=True),
-        T.RandomCrop(cfg.input_size),
+        *steps,
         T.RandomHorizontalFlip(),
         T.ToTensor(),
         T.Normalize(cfg.mean, cfg.std),

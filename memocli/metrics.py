@@ -8,18 +8,14 @@ import torch
 
 
 def average_ranks(values: torch.Tensor) -> torch.Tensor:
-    """Ranks 1..n of a 1-D tensor, ties sharing their average rank."""
-    order = torch.argsort(values, stable=True)
-    sorted_vals = values[order]
+    """Ranks 1..n of a 1-D tensor, ties sharing their average rank (vectorised)."""
+    sorted_vals, order = torch.sort(values, stable=True)
+    _, group, counts = torch.unique_consecutive(sorted_vals, return_inverse=True,
+                                                return_counts=True)
+    ends = counts.cumsum(0)  # 1-based rank of each tie group's last member
+    group_rank = (ends - counts + 1 + ends).to(torch.float64) / 2
     ranks = torch.empty_like(values, dtype=torch.float64)
-    n = len(values)
-    i = 0
-    while i < n:
-        j = i
-        while j + 1 < n and sorted_vals[j + 1] == sorted_vals[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
+    ranks[order] = group_rank[group]
     return ranks
 
 

@@ -19,6 +19,11 @@ PREPROCESSING_VERSION = 2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+#: Training augmentations (``--augment``, see :func:`memocli.data.train_transform`):
+#: ``flip`` shows each image or its mirror (the two views the activation cache holds),
+#: ``crop`` resizes 1.14x larger, crops at random and mirrors at random.
+AUGMENTATIONS = ("flip", "crop")
+
 
 @dataclass(frozen=True)
 class ModelConfig:

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner, Result
 from PIL import Image
 
 from memocli.checkpoint import save_checkpoint
+from memocli.cli import cli
 from memocli.model import VNet
 from memocli.registry import get_config
 
@@ -78,3 +80,10 @@ def interrupting(real, on_call: int, exc: type[BaseException] = KeyboardInterrup
         return real(*args, **kwargs)
 
     return stand_in
+
+
+def invoke(args: list[str], code: int = 0) -> Result:
+    """Run ``memo ARGS`` in-process and check its exit code (output shown when it differs)."""
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == code, f"exit {result.exit_code}\n{result.output}"
+    return result

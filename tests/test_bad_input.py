@@ -109,6 +109,7 @@ def run_score(lib: Path, ckpt: Path, db: Path, *extra: str):
     return result
 
 
+@pytest.mark.slow
 def test_every_corpus_file_is_scored_or_skipped_with_its_reason(tmp_path, tiny_checkpoint):
     lib = tmp_path / "library"
     ok, bad = build_corpus(lib)
@@ -132,6 +133,7 @@ def test_every_corpus_file_is_scored_or_skipped_with_its_reason(tmp_path, tiny_c
                                                                 abs=0.01)
 
 
+@pytest.mark.slow
 def test_a_clean_library_exits_0_and_strict_stops_at_the_first_bad_file(tmp_path,
                                                                          tiny_checkpoint):
     lib = tmp_path / "library"

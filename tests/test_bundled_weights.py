@@ -10,6 +10,7 @@ from memocli.files import default_weights_path
 R50, R152 = (bundled_weights_dir() / m.filename for m in CATALOG)
 
 
+@pytest.mark.slow
 def test_default_weights_are_the_bundled_resnet50():
     assert default_weights_path() == R50
     loaded = load_checkpoint(R50)

@@ -6,22 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 from PIL import Image, ImageDraw, ImageEnhance
 
 from memocli.bursts import group, rank_bursts, seconds_of, untimed_threshold
 from memocli.cache import ImageMeta
-from memocli.cli import cli
 from memocli.predictor import Predictor
 from memocli.score import ScoredFile
 
 REAL_PREDICT = Predictor.iter_predictions
-
-
-def invoke(args, code=0):
-    result = CliRunner().invoke(cli, args, catch_exceptions=False)
-    assert result.exit_code == code, f"exit {result.exit_code}\n{result.output}"
-    return result
 
 
 def scene(path: Path, seed: int, shift: int = 0, brightness: float = 1.0,
@@ -148,6 +141,7 @@ def export_rows(lib, ckpt, db, *extra):
     return {Path(r["path"]).name: r for r in json.loads(out.stdout)}
 
 
+@pytest.mark.slow
 def test_burst_frames_are_grouped_and_one_per_burst_keeps_the_best(tmp_path, burst_library,
                                                                     tiny_checkpoint):
     db = tmp_path / "c.db"
@@ -174,6 +168,7 @@ def test_burst_frames_are_grouped_and_one_per_burst_keeps_the_best(tmp_path, bur
     assert len({r["burst"] for r in apart.values()}) == 5  # each frame a second apart
 
 
+@pytest.mark.slow
 def test_cached_features_are_reused_and_missing_ones_computed_once(
         tmp_path, burst_library, tiny_checkpoint, monkeypatch):
     db = tmp_path / "c.db"

@@ -7,18 +7,11 @@ import sys
 
 import pytest
 import sqlite_utils
-from click.testing import CliRunner
+from conftest import invoke
 
 from memocli import cache as cache_mod
 from memocli.cache import Cache, CheckpointSetup, ImageMeta, default_cache_path
-from memocli.cli import cli
 from memocli.errors import MemoError
-
-
-def invoke(args, code=0):
-    result = CliRunner().invoke(cli, args, catch_exceptions=False)
-    assert result.exit_code == code, result.output
-    return result
 
 
 def test_schema_is_the_documented_one(tmp_path):

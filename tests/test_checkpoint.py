@@ -11,6 +11,7 @@ from memocli.model import VNet
 from memocli.registry import get_config
 
 
+@pytest.mark.slow
 def test_round_trip_gives_identical_scores_and_metadata(tmp_path):
     torch.manual_seed(1)
     model = VNet(get_config("vnet_tiny")).eval()
@@ -28,6 +29,7 @@ def test_round_trip_gives_identical_scores_and_metadata(tmp_path):
     assert torch.load(path, weights_only=True)["format"] == "memo-checkpoint"
 
 
+@pytest.mark.slow
 def test_half_storage_loads_back_close(tmp_path):
     model = VNet(get_config("vnet_tiny")).eval()
     path = save_checkpoint(tmp_path / "h.pt", model, half=True)

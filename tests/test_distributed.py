@@ -24,6 +24,7 @@ def train_in_process(*args, **kwargs):
     return CliRunner().invoke(cli, ["train", *args, *ARGS], **kwargs)
 
 
+@pytest.mark.slow
 def test_torchrun_trains_like_one_process_and_resumes_its_run(tmp_path, monkeypatch):
     import memocli.train as train_module
 

@@ -154,6 +154,7 @@ def inside_outside_ratio(heats, masks) -> float:
     return float(np.mean(inside) / np.mean(outside))
 
 
+@pytest.mark.slow
 def test_heatmap_localises_what_drives_the_score(tmp_path, capsys):
     cfg = get_config("vnet_tiny")
     mean = torch.tensor(cfg.mean)[:, None, None]

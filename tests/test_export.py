@@ -5,23 +5,16 @@ import hashlib
 import json
 from pathlib import Path
 
-from click.testing import CliRunner
-from conftest import write_photo
+import pytest
+from conftest import invoke, write_photo
 from test_scan import exif_photo
 
 from memocli import checkpoint
-from memocli.cli import cli
 from memocli.output import COLUMNS
 from memocli.predictor import Predictor
 
 DOCUMENTED = ["rank", "path", "score", "percentile", "content_hash", "width", "height",
               "date_taken", "camera", "model_id", "raw_score", "burst"]
-
-
-def invoke(args, code=0):
-    result = CliRunner().invoke(cli, args, catch_exceptions=False)
-    assert result.exit_code == code, f"exit {result.exit_code}\n{result.output}"
-    return result
 
 
 def test_csv_has_the_documented_columns_and_one_row_per_image(tmp_path, make_photos,
@@ -59,6 +52,7 @@ def test_csv_has_the_documented_columns_and_one_row_per_image(tmp_path, make_pho
         "48", "40", "", "")
 
 
+@pytest.mark.slow
 def test_export_reuses_scores_and_only_scores_what_is_missing(tmp_path, make_photos,
                                                               tiny_checkpoint, monkeypatch):
     photos = make_photos(3)
@@ -84,6 +78,7 @@ def test_export_reuses_scores_and_only_scores_what_is_missing(tmp_path, make_pho
     assert {r["path"]: r["raw_score"] for r in rows if r["path"] in before} == before
 
 
+@pytest.mark.slow
 def test_export_to_stdout_and_format_flag(tmp_path, make_photos, tiny_checkpoint):
     photos = make_photos(2)
     more = write_photo(tmp_path / "more" / "m.jpg")

@@ -37,6 +37,7 @@ def reference_scores(weights: Path, paths: list[Path]) -> list[float]:
         return [model(transform(load_image(p))[None]).item() for p in paths]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["auto", "fp32", "bf16"])
 def test_fast_scoring_matches_full_decode_float32(photos, precision):
     expected = reference_scores(default_weights_path(), photos)

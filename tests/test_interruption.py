@@ -66,6 +66,7 @@ def integrity(db: Path) -> str:
         return conn.execute("PRAGMA integrity_check").fetchone()[0]
 
 
+@pytest.mark.slow
 def test_sigkill_loses_nothing_committed_and_the_rerun_scores_only_the_rest(
         tmp_path, tiny_checkpoint, monkeypatch):
     n = 300
@@ -98,6 +99,7 @@ def test_sigkill_loses_nothing_committed_and_the_rerun_scores_only_the_rest(
     assert integrity(db) == "ok"
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_with_one_line_saying_what_was_saved(tmp_path, tiny_checkpoint):
     lib = tmp_path / "lib"
     photo_library(lib, 200)
@@ -113,6 +115,7 @@ def test_ctrl_c_ends_with_one_line_saying_what_was_saved(tmp_path, tiny_checkpoi
     assert lines == [summary]
 
 
+@pytest.mark.slow
 def test_two_scorers_on_overlapping_folders_share_one_cache(tmp_path, tiny_checkpoint):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     photo_library(a, 60)

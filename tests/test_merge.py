@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 from click.testing import CliRunner
-from conftest import interrupting, write_photo
+from conftest import interrupting, invoke, write_photo
 
 from memocli import cache as cache_mod
 from memocli import merge as merge_mod
@@ -12,12 +12,6 @@ from memocli.cache import Cache, ImageMeta
 from memocli.cli import cli
 from memocli.errors import MemoError
 from memocli.merge import merge_caches
-
-
-def invoke(args, code=0):
-    result = CliRunner().invoke(cli, args, catch_exceptions=False)
-    assert result.exit_code == code, result.output
-    return result
 
 
 def dump(path):

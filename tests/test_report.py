@@ -10,20 +10,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from conftest import TEST_DEVICE, tiny_checkpoint_at, write_photo
+from conftest import TEST_DEVICE, invoke, tiny_checkpoint_at, write_photo
 from PIL import Image
 from test_bursts import scene, write_burst_and_other
 
-from memocli.cli import cli
 
 WEIRD = 'we"ird <b>&amp; é.jpg'  # quotes, markup, an entity and unicode in a file name
-
-
-def invoke(args, code=0):
-    result = CliRunner().invoke(cli, args, catch_exceptions=False)
-    assert result.exit_code == code, f"exit {result.exit_code}\n{result.output}"
-    return result
 
 
 class Page(HTMLParser):

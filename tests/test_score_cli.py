@@ -8,21 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from conftest import tiny_checkpoint_at, write_photo
+from conftest import invoke, tiny_checkpoint_at, write_photo
 
 from memocli import cache as cache_mod
 from memocli import checkpoint, score
-from memocli.cli import cli
 from memocli.predictor import Predictor
 
 REAL_PREDICT = Predictor.iter_predictions
-
-
-def invoke(args, code=0):
-    result = CliRunner().invoke(cli, args, catch_exceptions=False)
-    assert result.exit_code == code, f"exit {result.exit_code}\n{result.output}"
-    return result
 
 
 def score_json(photos_dir, ckpt, db, *extra, code=0):
@@ -62,6 +54,7 @@ def model_scores(ckpt, paths):
     return out
 
 
+@pytest.mark.slow
 def test_ranking_follows_the_model_scores(tmp_path, make_photos, tiny_checkpoint):
     photos = make_photos(7)
     expected = model_scores(tiny_checkpoint, photos)

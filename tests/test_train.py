@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import interrupting
+from conftest import interrupting, invoke
 from PIL import Image
 
 from memocli.checkpoint import load_checkpoint
@@ -16,7 +16,8 @@ from memocli.data import load_split
 from memocli.device import pick_device
 from memocli.model import VNet
 from memocli.registry import get_config
-from memocli.train import Splits, TrainConfig, fit
+from memocli.sources import Splits, TrainingData
+from memocli.train import TrainConfig, fit
 
 
 def brightness_dataset(root, n_train=96, n_val=32, n_test=32, folds=(1,)):
@@ -46,13 +47,15 @@ def dataset(tmp_path_factory):
     return brightness_dataset(tmp_path_factory.mktemp("bright") / "ds", folds=(1, 2))
 
 
+@pytest.mark.slow
 def test_frozen_backbone_training_learns_and_keeps_checkpoints(dataset, tmp_path):
     torch.manual_seed(0)
     model = VNet(get_config("vnet_tiny"))
     splits = Splits(str(dataset), load_split(dataset, "train_1"), load_split(dataset, "val_1"),
                     load_split(dataset, "test_1"))
     out = tmp_path / "run"
-    result = fit(model, splits, out, TrainConfig(epochs=12, batch_size=16, lr_max=3e-3),
+    result = fit(model, TrainingData.single(splits), out,
+                 TrainConfig(epochs=12, batch_size=16, lr_max=3e-3),
                  pick_device("cpu"), {"backbone_init": "random", "init": None}, silent=True,
                  echo=lambda _: None)
     assert result["val_rho"] > 0.8
@@ -68,33 +71,54 @@ def test_frozen_backbone_training_learns_and_keeps_checkpoints(dataset, tmp_path
     assert (out / "last.pt").is_file() and (out / "config.json").is_file()
 
 
-def test_resume_continues_where_the_run_stopped(dataset, tmp_path, monkeypatch):
+def epoch_rows(out):
+    """metrics.csv without its timing column."""
+    rows = csv.DictReader((out / "metrics.csv").read_text().splitlines())
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("augment", ["flip", "crop"], ids=["cached-activations", "full-images"])
+def test_a_resumed_run_matches_an_uninterrupted_one(dataset, tmp_path, monkeypatch, augment):
     import memocli.train as train_module
 
-    out = tmp_path / "run"
-    args = ["train", str(dataset), "--model", "vnet_tiny", "--out", str(out), "--lr-max", "3e-3",
-            "--batch-size", "16", "--epochs", "4", "-s"]
-    real_metrics = train_module.regression_metrics
-    # the 3rd evaluation is epoch 3's
-    monkeypatch.setattr(train_module, "regression_metrics", interrupting(real_metrics, 3))
-    runner = CliRunner()
-    first = runner.invoke(cli, args)
-    assert first.exit_code == 130
-    assert torch.load(out / "train_state.pt", weights_only=True)["epoch"] == 2
-    monkeypatch.setattr(train_module, "regression_metrics", real_metrics)
+    def args(out, *extra):
+        return ["train", str(dataset), "--model", "vnet_tiny", "--out", str(out), "--lr-max",
+                "3e-3", "--batch-size", "16", "--epochs", "4", "--augment", augment,
+                "--workers", "0", "-s", *extra]
 
-    again = runner.invoke(cli, args + ["--resume"], catch_exceptions=False)
-    assert again.exit_code == 0, again.output
+    invoke(args(tmp_path / "whole"))
+    out = tmp_path / "run"
+    # killed after epoch 3's log row and checkpoints, before its run state was saved
+    monkeypatch.setattr(train_module, "save_run_state",
+                        interrupting(train_module.save_run_state, 3))
+    invoke(args(out), code=130)
+    assert torch.load(out / "train_state.pt", weights_only=True)["epoch"] == 2
+    assert [r["epoch"] for r in epoch_rows(out)] == ["1", "2", "3"]
+    monkeypatch.undo()
+
+    again = invoke(args(out, "--resume"))
     assert "at epoch 3" in again.stderr
-    epochs = [int(r["epoch"]) for r in csv.DictReader((out / "metrics.csv").read_text().splitlines())]
-    assert epochs == [1, 2, 3, 4]
+    assert epoch_rows(out) == epoch_rows(tmp_path / "whole")  # same losses, rhos and LRs
+    resumed = load_checkpoint(out / "last.pt").model.state_dict()
+    whole = load_checkpoint(tmp_path / "whole" / "last.pt").model.state_dict()
+    assert all(torch.equal(resumed[k], v) for k, v in whole.items())
     assert torch.load(out / "train_state.pt", weights_only=True)["epoch"] == 4
 
-    longer = runner.invoke(cli, args[:-3] + ["--epochs", "6", "--resume", "-s"])
-    assert longer.exit_code == 1
-    assert "cannot resume" in longer.output
+
+@pytest.mark.slow
+def test_resume_refuses_a_changed_run(dataset, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", str(dataset), "--model", "vnet_tiny", "--out", str(out), "--lr-max", "3e-3",
+            "--batch-size", "32", "--epochs", "1", "-s"]
+    invoke(args)
+    longer = invoke(args[:-3] + ["--epochs", "2", "--resume", "-s"], code=1)
+    assert "cannot resume" in longer.output and "length" in longer.output
+    other_fold = invoke(args + ["--fold", "2", "--resume"], code=1)
+    assert "cannot resume" in other_fold.output and "data changed" in other_fold.output
 
 
+@pytest.mark.slow
 def test_train_cli_reports_folds_and_evaluate_agrees(dataset, tmp_path):
     out = tmp_path / "runs"
     runner = CliRunner()
@@ -118,6 +142,7 @@ def test_train_cli_reports_folds_and_evaluate_agrees(dataset, tmp_path):
     assert len(rows) == 32 and set(rows[0]) == {"path", "target", "prediction"}
 
 
+@pytest.mark.slow
 def test_lr_find_cli_suggests_and_plots(dataset, tmp_path):
     plot = tmp_path / "lr.png"
     result = CliRunner().invoke(cli, ["lr-find", str(dataset), "--model", "vnet_tiny",
@@ -130,23 +155,24 @@ def test_lr_find_cli_suggests_and_plots(dataset, tmp_path):
         assert img.size == (800, 500)
 
 
-@pytest.mark.parametrize("budget", [8 << 30, 0], ids=["cached-activations", "full-images"])
-def test_lr_range_test_trains_the_stages_the_run_would_train(dataset, budget, monkeypatch):
-    import memocli.train as train_module
+@pytest.mark.slow
+@pytest.mark.parametrize("augment", ["flip", "crop"], ids=["cached-activations", "full-images"])
+def test_lr_range_test_trains_the_stages_the_run_would_train(dataset, augment):
+    from memocli.lr_find import lr_range_test
 
-    monkeypatch.setattr(train_module, "CACHE_BUDGET_BYTES", budget)
     splits = Splits(str(dataset), load_split(dataset, "train_1"), load_split(dataset, "val_1"))
     torch.manual_seed(0)
     model = VNet(get_config("vnet_tiny"))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    train_module.lr_range_test(model, splits, torch.device("cpu"), batch_size=16, steps=12,
-                               start_lr=1e-3, end_lr=1e-2, silent=True, train_stages=1,
-                               workers=0)
+    lr_range_test(model, TrainingData.single(splits), torch.device("cpu"),
+                  TrainConfig(batch_size=16, train_stages=1, augment=augment, workers=0),
+                  steps=12, start_lr=1e-3, end_lr=1e-2, silent=True)
     after = model.state_dict()
     changed = {k.split(".")[1] for k in before
                if k.startswith("backbone.") and not torch.equal(before[k], after[k])}
     assert changed == {"layer4"}  # (batch-norm statistics included)
-    assert not torch.equal(before["heads.score.regressor.weight"], after["heads.score.regressor.weight"])
+    regressor = "heads.score.regressor.weight"
+    assert not torch.equal(before[regressor], after[regressor])
 
 
 def test_bad_dataset_stops_before_training(tmp_path):
@@ -161,45 +187,48 @@ def test_bad_dataset_stops_before_training(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("budget", [8 << 30, 0], ids=["cached-activations", "full-images"])
 def test_fine_tuning_the_last_stage_learns_and_leaves_frozen_stages_alone(
         dataset, tmp_path, monkeypatch, budget):
-    import memocli.train as train_module
+    import memocli.training_paths as paths
 
-    monkeypatch.setattr(train_module, "CACHE_BUDGET_BYTES", budget)
+    monkeypatch.setattr(paths, "CACHE_BUDGET_BYTES", budget)
     torch.manual_seed(0)
     model = VNet(get_config("vnet_tiny"))
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     splits = Splits(str(dataset), load_split(dataset, "train_1"), load_split(dataset, "val_1"))
-    result = fit(model, splits, tmp_path / "run", TrainConfig(epochs=8, batch_size=16,
-                 lr_max=2e-3, train_stages=1), pick_device("cpu"), {"init": None},
-                 silent=True, echo=lambda _: None)
+    result = fit(model, TrainingData.single(splits), tmp_path / "run", TrainConfig(
+                 epochs=8, batch_size=16, lr_max=2e-3, train_stages=1), pick_device("cpu"),
+                 {"init": None}, silent=True, echo=lambda _: None)
     assert result["val_rho"] > 0.8
     after = model.backbone.state_dict()
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"layer4"}  # frozen weights and batch-norm statistics untouched
 
 
+@pytest.mark.slow
 def test_cached_activations_give_the_same_prediction_as_the_whole_network(dataset):
     from memocli.data import eval_transform, load_image
-    from memocli.train import CachedPrefix, FeatureBank
+    from memocli.features import FeatureBank
+    from memocli.training_paths import CachedActivations
 
     model = VNet(get_config("vnet_tiny")).eval()
     items = load_split(dataset, "val_1")[:4]
-    splits = Splits(str(dataset), items, items)
     for frozen in (4, 3, 1):
         bank = FeatureBank(model, pick_device("cpu"), silent=True, frozen_stages=frozen)
-        impl = CachedPrefix(model, bank, splits, batch_size=4)
-        (x, _), = impl.eval_batches(items)
+        path = CachedActivations(model, bank, items, torch.zeros(4, dtype=torch.long),
+                                 batch_size=4)
+        x, = path.eval_batches(items)
         images = torch.stack([eval_transform(model.cfg)(load_image(i.path)) for i in items])
         with torch.no_grad():
-            assert torch.allclose(impl.predict(x), model(images), atol=2e-3), frozen
+            assert torch.allclose(path.predict(x)[:, 0], model(images), atol=2e-3), frozen
 
 
 def test_feature_cache_is_reused_and_follows_image_changes(dataset, tmp_path, monkeypatch):
     import os
 
-    from memocli.train import FeatureBank
+    from memocli.features import FeatureBank
 
     store = tmp_path / "features"
     items = load_split(dataset, "val_1")[:6]

@@ -3,18 +3,12 @@
 import logging
 
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 
 from memocli.cache import ImageMeta
-from memocli.cli import cli, progress
+from memocli.cli import progress
 from memocli.ranking import LEGEND, rank, shown_percentile
 from memocli.score import ScoredFile
-
-
-def invoke(args, code=0):
-    result = CliRunner().invoke(cli, args, catch_exceptions=False)
-    assert result.exit_code == code, f"exit {result.exit_code}\n{result.output}"
-    return result
 
 
 @pytest.mark.parametrize(("pct", "decimals", "shown"), [

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 
 import click
 
 from ..errors import MemoError
 from ..escape import csv_writer
+from ..registry import AUGMENTATIONS
 from .options import (
     batch_options,
     device_option,
@@ -39,11 +39,16 @@ def parse_folds(text: str) -> list[int]:
     return list(dict.fromkeys(folds))
 
 
-def _train_stages_option(f):
+def _recipe_options(f):
+    """``--train-stages`` and ``--augment``: what trains, on which views of the images."""
+    f = click.option(
+        "--augment", type=click.Choice(AUGMENTATIONS), default="flip", show_default=True,
+        help="flip: each image or its mirror (served from cached activations, fast on a "
+             "CPU); crop: also resize 1.14x and crop at random (images through the whole "
+             "network every step).")(f)
     return click.option(
         "--train-stages", type=click.IntRange(0, 4), default=0, show_default=True,
-        help="Unfreeze the last K ResNet stages (0: train the head on cached backbone "
-             "features, fast on a CPU).")(f)
+        help="Unfreeze the last K ResNet stages (0: train the head only).")(f)
 
 
 def _init_options(f):
@@ -60,27 +65,34 @@ def _init_options(f):
     )(f)
 
 
-def _load_fold(data: str, fold: int):
-    """A fold's train and val splits, and its test split when the dataset has one."""
-    from ..data import DatasetError, load_split, split_names
-    from ..train import Splits
+def _source_spec(ctx, param, values):
+    """``--data`` values as SourceSpecs (a malformed one is a usage error)."""
+    from ..sources import SourceSpec
 
-    names = split_names(fold)
-    train = load_split(data, names["train"])
-    val = load_split(data, names["val"])
-    test = None
     try:
-        test = load_split(data, names["test"])
-    except DatasetError:
-        raise
-    except MemoError:  # no test split: train and validate only
-        pass
-    return Splits(str(data), train, val, test,
-                  (names["train"], names["val"], names["test"] if test else None))
+        specs = [SourceSpec.parse(v) for v in values]
+    except MemoError as e:
+        raise click.BadParameter(str(e)) from None
+    for spec in specs:
+        if not Path(spec.data).exists():
+            raise click.BadParameter(f"{spec.data}: no such folder or file")
+    return specs
 
 
 @click.command()
-@click.argument("data", type=click.Path(exists=True))
+@click.argument("data", type=click.Path(exists=True), required=False)
+@click.option("--data", "more_data", multiple=True, metavar="DIR[:SPLIT[:WEIGHT]]",
+              callback=_source_spec,
+              help="A (further) labelled source; repeat to train one head per source. SPLIT "
+                   "picks splits/SPLIT_{train,val,test}_K.txt, or the one file "
+                   "splits/SPLIT.txt cut by --val-frac; WEIGHT scales its loss [1].")
+@click.option("--val-frac", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.2, show_default=True,
+              help="Share of a one-file source (DIR:SPLIT) held out for validation; fold K "
+                   "validates on the K-th such share.")
+@click.option("--select-on", metavar="NAME",
+              help="With several sources: the source whose validation rho picks the best "
+                   "epoch [default: the first].")
 @click.option("--fold", type=click.IntRange(min=1), default=None,
               help="Train this fold (splits train_K/val_K/test_K) [default: 1].")
 @click.option("--folds", "folds_text", metavar="LIST",
@@ -91,7 +103,7 @@ def _load_fold(data: str, fold: int):
 @click.option("--lr-max", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Peak learning rate of the one-cycle policy [default: from an LR range test].")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True)
-@_train_stages_option
+@_recipe_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @model_option
@@ -99,14 +111,18 @@ def _load_fold(data: str, fold: int):
 @batch_options()
 @device_option
 @silent_option
-def train(data, fold, folds_text, out, epochs, lr_max, weight_decay, train_stages, seed,
-          resume, model_name, backbone_weights, init, feature_cache, batch_size, workers, device,
-          silent):
-    """Train V-Net on a LaMem-layout folder or a CSV manifest.
+def train(data, more_data, val_frac, select_on, fold, folds_text, out, epochs, lr_max,
+          weight_decay, train_stages, augment, seed, resume, model_name, backbone_weights, init,
+          feature_cache, batch_size, workers, device, silent):
+    """Train V-Net on a LaMem-layout folder or a CSV manifest, or on several at once.
 
     DATA is a folder with images/ and splits/{train,val,test}_K.txt (lines "name score"),
     or a CSV with columns path,score,split. Adam + weight decay with the paper's one-cycle
     learning-rate policy; validation Spearman rho and MSE after every epoch.
+
+    With several sources (DATA and --data, or repeated --data) the model gets one head per
+    source over the shared backbone, each trained on its own labels only and validated on
+    its own split (see docs/training.md, "Several sources").
 
     Under torchrun it trains on every process with DistributedDataParallel (NCCL, one GPU
     each; gloo on CPUs); --batch-size stays the global batch (see docs/scaling.md).
@@ -116,83 +132,50 @@ def train(data, fold, folds_text, out, epochs, lr_max, weight_decay, train_stage
       memo train lamem/ --fold 1 --epochs 10 --out runs/f1 --backbone-weights r50.pt
       memo train lamem/ --folds 1-5 --out runs/lamem --backbone-weights imagenet
       memo train lamem/ --fold 1 --out runs/f1 --resume
+      memo train lnsim/ --data pool/:teacher:0.5 --out runs/two --init weights.pt
       torchrun --nproc_per_node=8 -m memocli train lamem/ --folds 1-5 --out runs/lamem
     """
     from .. import distributed
     from ..backbones import initial_model
+    from ..crossval import cross_validate, summarise
     from ..device import pick_device
-    from ..train import (
-        FeatureBank,
-        TrainConfig,
-        fit,
-        lr_range_test,
-        seed_everything,
-        use_cached_activations,
-    )
+    from ..features import FeatureBanks
+    from ..sources import SourceSpec, load_sources, source_names
+    from ..train import TrainConfig
 
     if fold is not None and folds_text:
         raise click.UsageError("use --fold or --folds, not both")
+    specs = ([SourceSpec(data)] if data else []) + list(more_data)
+    if not specs:
+        raise click.UsageError("give a dataset: DATA or --data DIR[:SPLIT[:WEIGHT]]")
+    heads = tuple(source_names(specs))
     folds = parse_folds(folds_text) if folds_text else [fold or 1]
     dev = distributed.init(pick_device(device))
     click.get_current_context().call_on_close(distributed.cleanup)
-    say = echo_err if distributed.is_main() else (lambda _: None)
-    out = Path(out)
-    splits_by_fold = {k: _load_fold(data, k) for k in folds}  # validate everything first
-    results = {}
-    bank = None
-    frozen_stages = 4 - train_stages
-
-    def fresh_model(warn=lambda _: None):
-        seed_everything(seed)  # one random backbone for every fold and process
-        return initial_model(model_name, backbone_weights, init, warn=warn)
-
-    for k in folds:
-        model, meta = fresh_model(say if k == folds[0] else lambda _: None)
-        if bank is None and use_cached_activations(model, splits_by_fold[k], train_stages, dev):
-            bank = FeatureBank(model, dev, batch_size, workers, silent, frozen_stages,
-                               feature_cache)
-        peak = lr_max
-        if peak is None:
-            found = lr_range_test(model, splits_by_fold[k], dev, batch_size, bank=bank,
-                                  silent=silent, train_stages=train_stages, workers=workers)
-            peak = distributed.broadcast(found["suggested"])  # rank 0's pick for all
-            say(f"fold {k}: LR range test suggests --lr-max {peak:.2g}")
-            model, meta = fresh_model()
-        tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr_max=peak,
-                           weight_decay=weight_decay, train_stages=train_stages, seed=seed + k - 1,
-                           workers=workers)
-        fold_out = out / f"fold_{k}" if len(folds) > 1 else out
-        processes = f" x {distributed.world_size()} processes" * (distributed.world_size() > 1)
-        say(f"fold {k}: training on {len(splits_by_fold[k].train)} images, validating on "
-            f"{len(splits_by_fold[k].val)} ({dev}{processes}) -> {fold_out}")
-        results[k] = fit(model, splits_by_fold[k], fold_out, tcfg, dev, meta, bank=bank,
-                         resume=resume, silent=silent, echo=echo_err)
-        if distributed.is_main():
-            click.echo(_fold_line(k, results[k]))
+    # every fold of every source is read and checked before anything trains
+    data_by_fold = {k: load_sources(specs, k, val_frac, select_on) for k in folds}
+    tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, weight_decay=weight_decay,
+                       train_stages=train_stages, augment=augment, seed=seed, workers=workers)
+    results = cross_validate(
+        data_by_fold, Path(out),
+        lambda warn: initial_model(model_name, backbone_weights, init, warn=warn, heads=heads),
+        tcfg, lr_max, dev, FeatureBanks(dev, batch_size, workers, silent, feature_cache),
+        resume=resume, silent=silent, echo=echo_err,
+        on_fold=lambda k, result: click.echo(_fold_line(k, result, heads)))
     if len(folds) > 1 and distributed.is_main():
-        summary = _summarise(results)
-        (out / "summary.json").write_text(json.dumps({"folds": results, "summary": summary},
-                                                     indent=2))
-        for name, (mean, sd) in summary.items():
+        for name, (mean, sd) in summarise(results).items():
             click.echo(f"{name}: {mean:.4f} ± {sd:.4f} over {len(folds)} folds")
 
 
-def _fold_line(k: int, result: dict) -> str:
-    line = (f"fold {k}: best epoch {result['epoch']}  val rho {result['val_rho']:.4f}"
-            f"  val mse {result['val_mse']:.4f}")
-    if "test_rho" in result:
-        line += f"  test rho {result['test_rho']:.4f}  test mse {result['test_mse']:.4f}"
+def _fold_line(k: int, result: dict, heads: tuple[str, ...]) -> str:
+    """A fold's best epoch and its metrics (each source's, with several)."""
+    line = f"fold {k}: best epoch {result['epoch']}"
+    for suffix, label in [("", "")] if len(heads) == 1 else [(f"_{h}", f"{h} ") for h in heads]:
+        for split in ("val", "test"):
+            if f"{split}_rho{suffix}" in result:
+                line += (f"  {label}{split} rho {result[f'{split}_rho{suffix}']:.4f}"
+                         f"  {split} mse {result[f'{split}_mse{suffix}']:.4f}")
     return line
-
-
-def _summarise(results: dict[int, dict]) -> dict[str, tuple[float, float]]:
-    summary = {}
-    for key in ("val_rho", "val_mse", "test_rho", "test_mse"):
-        values = [r[key] for r in results.values() if key in r]
-        if values:
-            sd = statistics.stdev(values) if len(values) > 1 else 0.0
-            summary[key] = (statistics.fmean(values), sd)
-    return summary
 
 
 @click.command()
@@ -249,20 +232,20 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
 @click.option("--steps", type=click.IntRange(min=10), default=300, show_default=True)
 @click.option("--start-lr", type=float, default=1e-6, show_default=True)
 @click.option("--end-lr", type=float, default=1.0, show_default=True)
-@_train_stages_option
+@_recipe_options
 @model_option
 @_init_options
 @batch_options()
 @device_option
 @silent_option
-def lr_find(data, fold, plot_path, steps, start_lr, end_lr, train_stages, model_name,
+def lr_find(data, fold, plot_path, steps, start_lr, end_lr, train_stages, augment, model_name,
             backbone_weights, init, feature_cache, batch_size, workers, device, silent):
     """LR range test: suggest the one-cycle policy's maximum learning rate.
 
     Raises the learning rate exponentially over a few hundred mini-batches of the training
     split and watches the loss; the suggestion is a tenth of the LR where the smoothed loss
-    is lowest. Pass it to `memo train --lr-max`, with the same --train-stages: the test
-    trains what that run would train.
+    is lowest. Pass it to `memo train --lr-max`, with the same --train-stages and
+    --augment: the test trains what that run would train.
 
     \b
     Example:
@@ -271,17 +254,21 @@ def lr_find(data, fold, plot_path, steps, start_lr, end_lr, train_stages, model_
     """
     from ..backbones import initial_model
     from ..device import pick_device
+    from ..features import FeatureBanks
+    from ..lr_find import lr_range_test
     from ..plot import plot_log_x
-    from ..train import lr_range_test
+    from ..sources import TrainingData, load_fold
+    from ..train import TrainConfig
 
     if not 0 < start_lr < end_lr:
         raise click.BadParameter("need 0 < --start-lr < --end-lr")
-    splits = _load_fold(data, fold)
+    training = TrainingData.single(load_fold(data, fold))
     dev = pick_device(device)
     model, _ = initial_model(model_name, backbone_weights, init, warn=echo_err)
-    found = lr_range_test(model, splits, dev, batch_size, start_lr, end_lr, steps,
-                          silent=silent, train_stages=train_stages, workers=workers,
-                          feature_store=feature_cache)
+    tcfg = TrainConfig(batch_size=batch_size, train_stages=train_stages, augment=augment,
+                       workers=workers)
+    found = lr_range_test(model, training, dev, tcfg, start_lr, end_lr, steps,
+                          FeatureBanks(dev, batch_size, workers, silent, feature_cache), silent)
     plot_log_x(plot_path, found["lrs"], found["losses"], "LR range test", "learning rate",
                "loss (smoothed)", marker_x=found["suggested"])
     echo_err(f"loss bottoms out at lr {found['min_loss_lr']:.3g}; steepest fall at "
