@@ -7,10 +7,12 @@ import sys
 
 import pytest
 import sqlite_utils
+from click.testing import CliRunner
 from conftest import invoke
 
 from memocli import cache as cache_mod
 from memocli.cache import Cache, CheckpointSetup, ImageMeta, default_cache_path
+from memocli.cli import cli
 from memocli.errors import MemoError
 
 
