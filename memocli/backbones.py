@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from .catalog import installed_model_of
 from .checkpoint import load_checkpoint
 from .errors import MemoError
 from .model import VNet
@@ -98,13 +99,20 @@ def initial_model(model_name: str, backbone_weights: str | None, init: str | Non
     Args:
         model_name: registered architecture.
         backbone_weights: ``imagenet``, a backbone file, or None.
-        init: a memo checkpoint to fine-tune from (its config wins), or None.
+        init: a memo checkpoint to fine-tune from (its config wins), or None: then, without
+            ``backbone_weights``, the installed model of that architecture when there is one
+            (:func:`memocli.catalog.installed_model_of`), else a random backbone.
         warn: called with a warning when the backbone stays random.
         heads: the model's heads (one per training source); with ``init``, heads the
             checkpoint lacks are listed in the metadata as ``new_heads``.
     """
     if init and backbone_weights:
         raise MemoError("use either --init or --backbone-weights, not both")
+    if init is None and backbone_weights is None:
+        init = installed_model_of(model_name)  # fine-tune: works offline, and learns fast
+        if init is not None:
+            warn(f"fine-tuning from the installed model {init} (no --init or "
+                 "--backbone-weights; --backbone-weights imagenet|FILE starts from a backbone)")
     if init:
         loaded = load_checkpoint(init, expect_arch=model_name)
         origin = loaded.meta.get("backbone_init", "unknown")

@@ -25,21 +25,24 @@ class NamedModel:
         name: what ``--weights`` accepts, e.g. ``r152``.
         filename: the checkpoint's file name in any of :func:`search_dirs`.
         about: one line saying what it is.
+        arch: its architecture (:data:`memocli.registry.MODELS`): ``memo train`` fine-tunes
+            from it by default when training that architecture.
     """
 
     name: str
     filename: str
     about: str
+    arch: str
 
 
 CATALOG: tuple[NamedModel, ...] = (
     NamedModel("r50", "memo-vnet-r50.pt",
                "V-Net ResNet-50, the default: natural scenes and photos of every kind; "
-               "installed with memo"),
+               "installed with memo", "vnet_r50"),
     NamedModel("r152", "memo-vnet-r152.pt",
                "V-Net ResNet-152, opt-in: more accurate on natural scenes, untaught on other "
                "photos, ~3x slower; not in the wheel "
-               "(see weights/MODEL_CARD.md)"),
+               "(see weights/MODEL_CARD.md)", "vnet_r152"),
 )
 DEFAULT_NAME = "r50"
 
@@ -81,6 +84,15 @@ def locate(model: NamedModel) -> Path | None:
         candidate = folder / model.filename
         if candidate.is_file():
             return candidate
+    return None
+
+
+def installed_model_of(arch: str) -> Path | None:
+    """The installed named model of architecture ``arch`` (what ``memo train`` fine-tunes
+    from when given no backbone), or None."""
+    for model in CATALOG:
+        if model.arch == arch:
+            return locate(model)
     return None
 
 

@@ -12,7 +12,7 @@ import torch
 
 from . import distributed
 from .features import FeatureBanks
-from .lr_find import lr_range_test
+from .lr_find import LR_TEST_STEPS, lr_range_test, plot_range_test
 from .model import VNet
 from .sources import TrainingData
 from .train import TrainConfig, fit, seed_everything
@@ -63,13 +63,22 @@ def cross_validate(
         seed_everything(tcfg.seed)  # one initial model for every fold and process
         model, meta = make_model(say if k == folds[0] else quiet)
         peak = lr_max
+        fold_out = out / f"fold_{k}" if len(folds) > 1 else out
         if peak is None:
-            found = lr_range_test(model, data, device, fold_cfg, banks=banks, silent=silent)
+            epochs = LR_TEST_STEPS * fold_cfg.batch_size / max(1, len(data.train))
+            say(f"fold {k}: no --lr-max, so an LR range test runs first: {LR_TEST_STEPS} "
+                f"batches of {fold_cfg.batch_size}, about {epochs:.1f} epoch(s) of this "
+                "run's training (pass --lr-max to skip it; 1e-4 suits fine-tuning)")
+            found = lr_range_test(model, data, device, fold_cfg, steps=LR_TEST_STEPS,
+                                  banks=banks, silent=silent)
             peak = distributed.broadcast(found["suggested"])  # rank 0's pick for all
-            say(f"fold {k}: LR range test suggests --lr-max {peak:.2g}")
+            if distributed.is_main():
+                fold_out.mkdir(parents=True, exist_ok=True)
+                plot_range_test(fold_out / "lr-find.png", found)
+            say(f"fold {k}: LR range test suggests --lr-max {peak:.2g} "
+                f"(plot: {fold_out / 'lr-find.png'})")
             seed_everything(tcfg.seed)
             model, meta = make_model(quiet)
-        fold_out = out / f"fold_{k}" if len(folds) > 1 else out
         processes = f" x {distributed.world_size()} processes" * (distributed.world_size() > 1)
         say(f"fold {k}: training on {len(data.train)} images, validating on "
             f"{sum(len(s.splits.val) for s in data.sources)} ({device}{processes}) -> {fold_out}")

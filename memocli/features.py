@@ -45,8 +45,10 @@ def training_autocast(device: torch.device) -> contextlib.AbstractContextManager
 
 
 def progress(iterable, silent: bool, **kwargs):
-    """A tqdm bar on rank 0 unless ``silent``."""
-    return tqdm(iterable, disable=silent or not distributed.is_main(), leave=False,
+    """A tqdm bar on rank 0 unless ``silent``, and only on a terminal (tqdm's
+    ``disable=None``): a log gets no ``\r`` frames."""
+    quiet = silent or not distributed.is_main()
+    return tqdm(iterable, disable=True if quiet else None, leave=False,
                 dynamic_ncols=True, **kwargs)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Sequence
 
 import torch
@@ -56,6 +57,18 @@ def suggest_lr(lrs: Sequence[float], losses: Sequence[float]) -> dict[str, float
     }
 
 
+#: Batches of an LR range test (what it costs: this many training steps).
+LR_TEST_STEPS = 300
+
+
+def plot_range_test(path: str | os.PathLike, found: dict) -> None:
+    """A PNG of :func:`lr_range_test`'s smoothed loss against the LR, its pick marked."""
+    from .plot import plot_log_x
+
+    plot_log_x(path, found["lrs"], found["losses"], "LR range test", "learning rate",
+               "loss (smoothed)", marker_x=found["suggested"])
+
+
 def lr_range_test(
     model: VNet,
     data: TrainingData,
@@ -63,7 +76,7 @@ def lr_range_test(
     tcfg: TrainConfig,
     start_lr: float = 1e-6,
     end_lr: float = 1.0,
-    steps: int = 300,
+    steps: int = LR_TEST_STEPS,
     banks: FeatureBanks | None = None,
     silent: bool = False,
 ) -> dict:

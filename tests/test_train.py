@@ -143,7 +143,7 @@ def test_train_cli_reports_folds_and_evaluate_agrees(dataset, tmp_path):
 
 
 @pytest.mark.slow
-def test_lr_find_cli_suggests_and_plots(dataset, tmp_path):
+def test_lr_find_cli_suggests_and_plots(dataset, tmp_path, monkeypatch):
     plot = tmp_path / "lr.png"
     result = CliRunner().invoke(cli, ["lr-find", str(dataset), "--model", "vnet_tiny",
                                       "--steps", "40", "--batch-size", "16", "--plot", str(plot),
@@ -153,6 +153,38 @@ def test_lr_find_cli_suggests_and_plots(dataset, tmp_path):
     assert 1e-6 < suggested < 1
     with Image.open(plot) as img:
         assert img.size == (800, 500)
+    monkeypatch.chdir(tmp_path)  # without --plot: OUT/lr-find.png, never the current folder
+    invoke(["lr-find", str(dataset), "--model", "vnet_tiny", "--steps", "20", "--batch-size",
+            "16", "--out", str(tmp_path / "runs" / "lr"), "-s"])
+    assert (tmp_path / "runs" / "lr" / "lr-find.png").is_file()
+    assert not (tmp_path / "lr-find.png").exists()
+
+
+def test_without_lr_max_the_range_test_says_its_cost_first_and_plots_beside_the_run(
+        tmp_path, monkeypatch):
+    import memocli.crossval as crossval
+
+    monkeypatch.setattr(crossval, "LR_TEST_STEPS", 12)
+    root = brightness_dataset(tmp_path / "ds", n_train=24, n_val=8, n_test=8)
+    out = tmp_path / "run"
+    result = invoke(["train", str(root), "--model", "vnet_tiny", "--out", str(out),
+                     "--epochs", "1", "--batch-size", "8", "-s"])
+    said = result.stderr
+    cost = said.index("LR range test runs first: 12 batches of 8, about 4.0 epoch(s)")
+    assert cost < said.index("LR range test suggests")
+    assert (out / "lr-find.png").is_file() and (out / "best.pt").is_file()
+
+
+def test_training_fine_tunes_the_installed_model_by_default():
+    from memocli.backbones import RANDOM_BACKBONE_WARNING, initial_model
+    from memocli.catalog import bundled_weights_dir
+
+    said = []
+    model, meta = initial_model("vnet_r50", None, None, warn=said.append)
+    assert meta["init"] == str(bundled_weights_dir() / "memo-vnet-r50.pt")
+    assert said[0].startswith("fine-tuning from the installed model ")
+    model, meta = initial_model("vnet_tiny", None, None, warn=said.append)  # none installed
+    assert meta["backbone_init"] == "random" and said[-1] == RANDOM_BACKBONE_WARNING
 
 
 @pytest.mark.slow

@@ -227,8 +227,11 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
 @click.command("lr-find")
 @click.argument("data", type=click.Path(exists=True))
 @click.option("--fold", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default="lr-find.png",
-              show_default=True, help="PNG of smoothed loss against learning rate.")
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
+              default="runs/lr-find", show_default=True,
+              help="Folder for lr-find.png, the smoothed loss against the learning rate.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the PNG here instead [default: OUT/lr-find.png].")
 @click.option("--steps", type=click.IntRange(min=10), default=300, show_default=True)
 @click.option("--start-lr", type=float, default=1e-6, show_default=True)
 @click.option("--end-lr", type=float, default=1.0, show_default=True)
@@ -238,7 +241,7 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
 @batch_options()
 @device_option
 @silent_option
-def lr_find(data, fold, plot_path, steps, start_lr, end_lr, train_stages, augment, model_name,
+def lr_find(data, fold, out, plot_path, steps, start_lr, end_lr, train_stages, augment, model_name,
             backbone_weights, init, feature_cache, batch_size, workers, device, silent):
     """LR range test: suggest the one-cycle policy's maximum learning rate.
 
@@ -249,14 +252,13 @@ def lr_find(data, fold, plot_path, steps, start_lr, end_lr, train_stages, augmen
 
     \b
     Example:
-      memo lr-find lamem/ --fold 1 --backbone-weights r50.pt --plot lr.png
-      memo lr-find lamem/ --train-stages 1 --feature-cache feats/
+      memo lr-find lamem/ --fold 1 --backbone-weights r50.pt --out runs/lr
+      memo lr-find lamem/ --train-stages 1 --feature-cache feats/ --plot lr.png
     """
     from ..backbones import initial_model
     from ..device import pick_device
     from ..features import FeatureBanks
-    from ..lr_find import lr_range_test
-    from ..plot import plot_log_x
+    from ..lr_find import lr_range_test, plot_range_test
     from ..sources import TrainingData, load_fold
     from ..train import TrainConfig
 
@@ -269,8 +271,9 @@ def lr_find(data, fold, plot_path, steps, start_lr, end_lr, train_stages, augmen
                        workers=workers)
     found = lr_range_test(model, training, dev, tcfg, start_lr, end_lr, steps,
                           FeatureBanks(dev, batch_size, workers, silent, feature_cache), silent)
-    plot_log_x(plot_path, found["lrs"], found["losses"], "LR range test", "learning rate",
-               "loss (smoothed)", marker_x=found["suggested"])
+    plot_path = plot_path or out / "lr-find.png"
+    plot_path.parent.mkdir(parents=True, exist_ok=True)
+    plot_range_test(plot_path, found)
     echo_err(f"loss bottoms out at lr {found['min_loss_lr']:.3g}; steepest fall at "
              f"{found['steepest_lr']:.3g}; plot: {plot_path}")
     click.echo(f"suggested --lr-max {found['suggested']:.3g}")
