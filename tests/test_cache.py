@@ -136,8 +136,7 @@ def test_cache_cli_info_and_prune(tmp_path):
 
 @pytest.mark.parametrize("command", ["info", "prune", "clear"])
 def test_a_typed_cache_path_that_does_not_exist_is_an_error(tmp_path, command):
-    result = CliRunner().invoke(cli, ["cache", command, "--cache", str(tmp_path / "typo.db")])
-    assert result.exit_code == 2
+    result = invoke(["cache", command, "--cache", str(tmp_path / "typo.db")], code=2)
     assert f"{tmp_path / 'typo.db'}: no such cache file" in result.stderr
     assert not (tmp_path / "typo.db").exists()
 
@@ -154,7 +153,7 @@ def test_cache_clear_asks_first_and_deletes_the_database_and_its_log(tmp_path):
         c.record_scores("m", [("h", 0.1)])
     (tmp_path / "c.db-wal").write_bytes(b"")
     result = CliRunner().invoke(cli, ["cache", "clear", "--cache", str(db)], input="n\n")
-    assert result.exit_code == 1 and "Delete the score cache" in result.stderr
+    assert result.exit_code == 1 and "Delete the score cache" in result.stderr  # Aborted!
     assert db.exists()
     result = CliRunner().invoke(cli, ["cache", "clear", "--cache", str(db)], input="y\n")
     assert result.exit_code == 0 and result.stdout == f"deleted {db}\n"
