@@ -23,11 +23,13 @@ This module must not import torch: ``memo cache info`` and cached re-scans use i
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -130,35 +132,114 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
 ]
 
 
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction (``BEGIN IMMEDIATE``): committed whole, or rolled back.
+
+    memo's own, not ``sqlite_utils.Database.atomic`` (that exists only from sqlite-utils
+    4.0). When SQLite has already rolled back by itself (a full disk), the original error
+    is raised, not "cannot rollback - no transaction is active".
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def schema_problem(conn: sqlite3.Connection, schema: str = "main") -> str | None:
+    """Why the database ``schema`` is not a cache this memo may use, or None if it is.
+
+    A database without tables is a new cache. One with tables but no ``_memo_migrations``
+    belongs to something else; one with migrations this memo does not know was written
+    by a newer memo.
+    """
+    tables = {r[0] for r in conn.execute(
+        f"SELECT name FROM {schema}.sqlite_master WHERE type = 'table'")}
+    if not tables:
+        return None
+    if "_memo_migrations" not in tables:
+        return "not a memo cache (an SQLite file with other tables)"
+    applied = {r[0] for r in conn.execute(f"SELECT name FROM {schema}._memo_migrations")}
+    unknown = sorted(str(name) for name in applied - {m.__name__ for m in MIGRATIONS})
+    if unknown:
+        return f"written by a newer memo ({', '.join(unknown)}); upgrade memo"
+    return None
+
+
 def migrate(db: sqlite_utils.Database) -> list[str]:
     """Apply the migrations this database has not had yet; returns their names.
 
     Uses ``BEGIN IMMEDIATE`` so two processes opening a new cache at once do not both
     migrate: the second waits for the write lock, then finds nothing left to do.
     """
-    db.execute("CREATE TABLE IF NOT EXISTS _memo_migrations "
-               "(name TEXT PRIMARY KEY, applied_at TEXT)")
+    if not _pending(db):
+        return []
     applied_now: list[str] = []
-    pending = _pending(db)
-    if not pending:
-        return applied_now
-    db.conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(db.conn) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS _memo_migrations "
+                     "(name TEXT PRIMARY KEY, applied_at TEXT)")
         for migration in _pending(db):  # re-read under the lock
             migration(db)
-            db.conn.execute("INSERT INTO _memo_migrations (name, applied_at) VALUES (?, ?)",
-                            (migration.__name__, now_iso()))
+            conn.execute("INSERT INTO _memo_migrations (name, applied_at) VALUES (?, ?)",
+                         (migration.__name__, now_iso()))
             applied_now.append(migration.__name__)
-        db.conn.execute("COMMIT")
-    except BaseException:
-        db.conn.execute("ROLLBACK")
-        raise
     return applied_now
 
 
 def _pending(db: sqlite_utils.Database) -> list[Callable]:
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE name = '_memo_migrations'").fetchone():
+        return list(MIGRATIONS)
     done = {row[0] for row in db.execute("SELECT name FROM _memo_migrations").fetchall()}
     return [m for m in MIGRATIONS if m.__name__ not in done]
+
+
+# --- SQLite's errors, in one line ---------------------------------------------------------
+
+
+def describe_sqlite_error(error: sqlite3.Error, path: Path | None,
+                          waited_s: float = BUSY_TIMEOUT_S) -> str:
+    """One line for a failed cache operation, naming the cache and what to do about it."""
+    where = str(path) if path is not None else "the in-memory cache"
+    text = str(error)
+    if "locked" in text or "busy" in text:
+        return (f"{where}: the cache is locked by another process (waited {waited_s:g} s); "
+                "run again when it is done, or use --cache OTHER.db")
+    if "disk is full" in text:
+        return (f"{where}: disk full while writing the cache; free some space and run again "
+                "(what was saved before is kept)")
+    if "readonly" in text or "read-only" in text:
+        return (f"{where}: the cache is read-only; use --no-cache, or --cache with a "
+                "writable path")
+    if "not a database" in text or "malformed" in text:
+        return (f"{where}: not a memo cache, or corrupt ({text}); delete it or use "
+                "--cache OTHER.db")
+    return f"{where}: cannot use the cache: {text}"
+
+
+def _reporting_sqlite_errors(method: Callable) -> Callable:
+    @functools.wraps(method)
+    def guarded(self: Cache, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            raise MemoError(describe_sqlite_error(
+                e, getattr(self, "path", None), getattr(self, "busy_timeout_s", BUSY_TIMEOUT_S),
+            )) from None
+
+    return guarded
+
+
+def _one_line_errors(cls: type) -> type:
+    """Class decorator: every public method of ``cls`` (and ``__init__``) reports SQLite's
+    errors as a :class:`MemoError` from :func:`describe_sqlite_error`."""
+    for name, member in list(vars(cls).items()):
+        if callable(member) and (name == "__init__" or not name.startswith("_")):
+            setattr(cls, name, _reporting_sqlite_errors(member))
+    return cls
 
 
 # --- records ------------------------------------------------------------------------------
@@ -248,33 +329,78 @@ def stored_meta(width: Any, height: Any, taken_at: Any, camera: Any) -> ImageMet
                      _text_or_none(camera))
 
 
+def _decode_text(raw: bytes) -> str:
+    """Stored text as str; bytes that are not UTF-8 (a merged cache's) as surrogates, which
+    :mod:`memocli.escape` shows as ``\\xNN``, instead of an error on reading."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _not_writable(path: Path) -> bool:
+    """True for an existing cache file memo may not write (it or its folder is read-only)."""
+    return path.is_file() and not (os.access(path, os.W_OK)
+                                   and os.access(path.parent, os.W_OK))
+
+
 def _meta(row: Sequence[Any], has_meta: bool) -> ImageMeta | None:
     return stored_meta(*row) if has_meta else None
 
 
-class Cache:
-    """The SQLite score cache. ``Cache(None)`` is a throw-away in-memory one (``--no-cache``)."""
+class _DryRun(Exception):
+    """Rolls back a transaction whose counts were all that was wanted."""
 
-    def __init__(self, path: str | os.PathLike | None, busy_timeout_s: float = BUSY_TIMEOUT_S):
+
+@_one_line_errors
+class Cache:
+    """The SQLite score cache. ``Cache(None)`` is a throw-away in-memory one (``--no-cache``).
+
+    A cache file memo may not write (a read-only file or folder) is opened read-only: reads
+    work, and the first write fails with a message saying so. Every SQLite error becomes a
+    one-line :class:`MemoError` naming the cache (:func:`describe_sqlite_error`).
+    """
+
+    def __init__(self, path: str | os.PathLike | None, busy_timeout_s: float | None = None):
         self.path = Path(path) if path is not None else None
+        self.busy_timeout_s = timeout = BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s
+        self.read_only = self.path is not None and _not_writable(self.path)
         try:
-            if self.path is None:
-                conn = sqlite3.connect(":memory:")
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s)
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            self.db = sqlite_utils.Database(conn, execute_plugins=False)
-            if self.path is not None:
-                self.db.enable_wal()
-                # WAL + NORMAL: a committed batch survives a crash of memo; only a power
-                # cut can drop the last few commits, and never corrupts the file.
-                self.db.execute("PRAGMA synchronous = NORMAL")
-            migrate(self.db)
-        except sqlite3.DatabaseError as e:
-            raise MemoError(f"{self.path or ':memory:'}: cannot use the cache: {e}") from None
+            conn = self._connect(timeout)
         except OSError as e:
             raise MemoError(f"{self.path}: cannot create the cache: {os_reason(e)}") from None
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        conn.text_factory = _decode_text
+        problem = schema_problem(conn)
+        if problem:
+            conn.close()
+            raise MemoError(f"{self.path}: {problem}; use --cache with another path")
+        self.db = sqlite_utils.Database(conn, execute_plugins=False)
+        if self.read_only:
+            if _pending(self.db):
+                raise MemoError(f"{self.path}: the cache is read-only and needs upgrading; "
+                                "use --no-cache, or --cache with a writable path")
+            return
+        if self.path is not None:
+            self.db.enable_wal()
+            # WAL + NORMAL: a committed batch survives a crash of memo; only a power
+            # cut can drop the last few commits, and never corrupts the file.
+            self.db.execute("PRAGMA synchronous = NORMAL")
+        migrate(self.db)
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        if self.path is None:
+            return sqlite3.connect(":memory:")
+        if not self.read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return sqlite3.connect(str(self.path), timeout=timeout)
+        uri = self.path.resolve().as_uri()
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=timeout)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            # WAL needs a -shm file it cannot create in a read-only folder; nobody can
+            # write there either, so the file is read as it is.
+            conn.close()
+            return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=timeout)
 
     def close(self) -> None:
         self.db.close()
@@ -354,7 +480,7 @@ class Cache:
                      metas: dict[str, ImageMeta] | None = None) -> None:
         """Upsert ``(path, content_hash, size, mtime_ns)`` rows and new content metadata."""
         seen = now_iso()
-        with self.db.atomic():
+        with transaction(self.db.conn):
             self.db.conn.executemany(
                 "INSERT OR REPLACE INTO files (path, content_hash, size, mtime_ns, seen_at) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -375,7 +501,7 @@ class Cache:
         in the same transaction.
         """
         scored_at = now_iso()
-        with self.db.atomic():
+        with transaction(self.db.conn):
             self.db.conn.executemany(
                 "INSERT OR REPLACE INTO scores (content_hash, model, score, scored_at) "
                 "VALUES (?, ?, ?, ?)",
@@ -389,7 +515,7 @@ class Cache:
 
     def remember_checkpoint(self, setup: CheckpointSetup, model: str) -> None:
         """Record the model id ``setup`` scores under (see :meth:`checkpoint_model`)."""
-        with self.db.atomic():
+        with transaction(self.db.conn):
             self.db.conn.execute(
                 "INSERT OR REPLACE INTO checkpoints (path, device, precision, preprocessing, "
                 "size, mtime_ns, model, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -442,21 +568,20 @@ class Cache:
         gone_ckpt = [p for (p,) in self.db.execute("SELECT path FROM checkpoints")
                      if not exists(path_from_db(p))]
         counts = {"files": len(gone), "checkpoints": len(gone_ckpt)}
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            for table, paths in (("files", gone), ("checkpoints", gone_ckpt)):
-                for chunk in _chunks(paths):
-                    conn.execute(f"DELETE FROM {table} WHERE path IN "
-                                 f"({','.join('?' * len(chunk))})", chunk)
-            for table in ("scores", "images", "features"):
-                counts[table] = conn.execute(
-                    f"DELETE FROM {table} WHERE content_hash NOT IN "
-                    "(SELECT content_hash FROM files)").rowcount
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("ROLLBACK" if dry_run else "COMMIT")
+            with transaction(self.db.conn) as conn:
+                for table, paths in (("files", gone), ("checkpoints", gone_ckpt)):
+                    for chunk in _chunks(paths):
+                        conn.execute(f"DELETE FROM {table} WHERE path IN "
+                                     f"({','.join('?' * len(chunk))})", chunk)
+                for table in ("scores", "images", "features"):
+                    counts[table] = conn.execute(
+                        f"DELETE FROM {table} WHERE content_hash NOT IN "
+                        "(SELECT content_hash FROM files)").rowcount
+                if dry_run:
+                    raise _DryRun
+        except _DryRun:
+            pass
         return counts
 
     def vacuum(self) -> None:

@@ -91,7 +91,7 @@ def test_default_location(monkeypatch, tmp_path):
 def test_a_file_that_is_not_a_database_is_a_clean_error(tmp_path):
     bad = tmp_path / "m.db"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(MemoError, match="cannot use the cache"):
+    with pytest.raises(MemoError, match="not a memo cache, or corrupt"):
         Cache(bad)
 
 

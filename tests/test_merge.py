@@ -117,7 +117,6 @@ def test_any_table_of_a_migration_merges_and_old_caches_too(tmp_path, monkeypatc
     with Cache(old) as c:  # a cache of the first release: scores and files only
         c.record_scores("m", [("old", 0.3)])
     monkeypatch.setattr(cache_mod, "MIGRATIONS", [*cache_mod.MIGRATIONS, m900_vectors])
-    monkeypatch.setattr(merge_mod, "MIGRATIONS", cache_mod.MIGRATIONS)
 
     src = tmp_path / "src.db"
     with Cache(src) as c:

@@ -186,10 +186,15 @@ def merge(sources, dest, tolerance):
     from ..merge import DEFAULT_TOLERANCE, merge_caches
 
     reports = merge_caches(sources, dest, DEFAULT_TOLERANCE if tolerance is None else tolerance)
-    conflicts = 0
+    conflicts = refused = 0
     for r in reports:
         added = ", ".join(f"{n} {table}" for table, n in r.added.items())
         click.echo(for_terminal(f"{r.source}: added {added}"))
+        if r.refused:
+            echo_err(f"{r.source}: refused " + ", ".join(
+                f"{n} {table} row(s)" for table, n in r.refused.items())
+                + " (a value of the wrong type, or not a finite number)")
+            refused += sum(r.refused.values())
         for c in r.examples:
             key = ", ".join(f"{k}={v}" for k, v in c.key.items())
             echo_err(f"conflict in {c.table} ({key}): kept {c.column} {c.kept:.6f}, "
@@ -197,8 +202,10 @@ def merge(sources, dest, tolerance):
         if r.conflicts > len(r.examples):
             echo_err(f"... and {r.conflicts - len(r.examples)} more conflict(s) in {r.source}")
         conflicts += r.conflicts
-    if conflicts:
-        raise click.ClickException(f"{conflicts} conflicting value(s); {dest}'s were kept")
+    problems = [f"{conflicts} conflicting value(s); {dest}'s were kept"] * bool(conflicts)
+    problems += [f"{refused} row(s) refused"] * bool(refused)
+    if problems:
+        raise click.ClickException("; ".join(problems))
 
 
 COMMANDS = [cache]
