@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from . import __version__
+from . import checkpoint_checks as checks
 from .errors import MemoError
 from .files import atomic_write, hash_file
 from .model import VNet, upgrade_state_dict
@@ -51,6 +52,7 @@ def _clean_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Te
     """Strip DDP / torch.compile wrapper prefixes from parameter names."""
     cleaned = {}
     for key, value in state_dict.items():
+        key = str(key)
         for prefix in _WRAPPER_PREFIXES:
             key = key.removeprefix(prefix)
         cleaned[key] = value
@@ -88,15 +90,20 @@ def save_checkpoint(
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint's raw dict safely, refusing anything that is not one."""
+    """Load a checkpoint's raw dict safely, refusing anything that is not one.
+
+    Tensors are memory-mapped, not read: nothing large is allocated before
+    :func:`memocli.checkpoint_checks.check_weights` has seen their shapes.
+    """
     path = Path(path)
     if not path.is_file():
         raise MemoError(f"{path}: no such checkpoint file")
     with open(path, "rb") as f:
         if f.read(4) != _ZIP_MAGIC:  # a text file, a photo, a README, an old torch pickle
             raise MemoError(f"{path} is not a memo checkpoint")
+    checks.check_file(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError:  # torch's message advises weights_only=False: never
         raise MemoError(f"{path}: refused, not a plain-data memo checkpoint (it holds "
                         "Python objects, which memo never unpickles)") from None
@@ -105,7 +112,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise MemoError(f"{path}: unreadable checkpoint (truncated or corrupt?): {first}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise MemoError(f"{path}: not a memo checkpoint (no '{FORMAT}' header)")
-    if payload.get("format_version", 0) > FORMAT_VERSION:
+    checks.check_payload(payload, path)
+    if payload["format_version"] > FORMAT_VERSION:
         raise MemoError(
             f"{path}: checkpoint format {payload['format_version']} is newer than this memo "
             f"understands ({FORMAT_VERSION}); upgrade memo"
@@ -145,11 +153,10 @@ def load_checkpoint(
     cfg = config_from_checkpoint(payload, path)
     if expect_arch is not None and cfg.name != expect_arch:
         raise MemoError(f"{path}: checkpoint is a '{cfg.name}' model, not '{expect_arch}'")
+    state = upgrade_state_dict(_clean_state_dict(payload["state_dict"]))
+    checks.check_weights(state, cfg, path)
     model = VNet(cfg)
-    state = {
-        k: v.float() if v.is_floating_point() else v
-        for k, v in upgrade_state_dict(_clean_state_dict(payload["state_dict"])).items()
-    }
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

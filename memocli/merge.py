@@ -165,6 +165,9 @@ def _shared(name: str, ours: _Table, theirs: _Table, source: Path,
 
 def _is_older(conn: sqlite3.Connection) -> bool:
     """Whether the attached source lacks migrations this memo has (an older memo's)."""
+    if not conn.execute("SELECT 1 FROM src.sqlite_master WHERE name = '_memo_migrations'"
+                        ).fetchone():
+        return True  # an empty database: nothing to merge
     applied = {r[0] for r in conn.execute("SELECT name FROM src._memo_migrations")}
     return any(m.__name__ not in applied for m in cache_mod.MIGRATIONS)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from PIL import Image
 
 from .data import eval_transform, load_image
 from .device import pick_device, pick_dtype
+from .errors import MemoError
+from .files import printable
 from .inference import default_batch_size, image_batches
 from .model import STAGES, VNet
 from .registry import PREPROCESSING_VERSION
@@ -72,7 +75,8 @@ class Predictor:
     """
 
     def __init__(self, model: VNet, device: torch.device | str = "cpu", precision: str = "auto",
-                 *, checkpoint_id: str | None = None, meta: dict[str, Any] | None = None):
+                 *, checkpoint_id: str | None = None, meta: dict[str, Any] | None = None,
+                 origin: str | os.PathLike | None = None):
         self.device = torch.device(device)
         self.dtype = pick_dtype(precision, self.device)
         self.memory_format = (torch.channels_last if self.device.type in ("cpu", "cuda")
@@ -80,6 +84,7 @@ class Predictor:
         self.model = model.to(self.device, memory_format=self.memory_format).eval()
         self.checkpoint_id = checkpoint_id or model.cfg.name
         self.meta = meta or {}
+        self.origin = origin  # the checkpoint file, named when its model misbehaves
         self.transform = eval_transform(model.cfg)
 
     @classmethod
@@ -91,7 +96,7 @@ class Predictor:
         dev = device if isinstance(device, torch.device) else pick_device(device)
         loaded = checkpoint.load_checkpoint(path, device=dev)
         return cls(loaded.model, dev, precision, checkpoint_id=loaded.checkpoint_id,
-                   meta=loaded.meta)
+                   meta=loaded.meta, origin=path)
 
     @classmethod
     def of(cls, source: Predictor | Any) -> Predictor:
@@ -107,7 +112,7 @@ class Predictor:
     def in_precision(self, precision: str) -> Predictor:
         """The same module (shared, not copied) scoring in another precision."""
         return Predictor(self.model, self.device, precision, checkpoint_id=self.checkpoint_id,
-                         meta=self.meta)
+                         meta=self.meta, origin=self.origin)
 
     @property
     def cfg(self):
@@ -175,6 +180,9 @@ class Predictor:
 
         Yields one :class:`BatchResult` per batch, in order, so callers can save as they go;
         a file that cannot be decoded comes back as a failure and the rest are scored.
+
+        Raises:
+            MemoError: the model gave a NaN or infinite score (:meth:`refuse_non_finite`).
         """
         batch_size = batch_size or default_batch_size(self.device)
         log.info("model on %s in %s, batches of %d, %s decoding process(es), %d photo(s)",
@@ -189,7 +197,18 @@ class Predictor:
                 scores, pooled = self.predict(tensors)  # one pass for both
                 result.indices, result.scores = indices, scores.cpu().tolist()
                 result.features = embedding(pooled[-1])
+                self.refuse_non_finite(result, paths)
             yield result
+
+    def refuse_non_finite(self, result: BatchResult, paths: Sequence[str | os.PathLike]) -> None:
+        """Raise when a score is NaN or infinite: the checkpoint is broken, and such a score
+        must never be cached or ranked (the batch is refused whole)."""
+        for index, score in zip(result.indices, result.scores, strict=True):
+            if not math.isfinite(score):
+                raise MemoError(
+                    f"checkpoint {self.origin or self.checkpoint_id}: its score for "
+                    f"{printable(paths[index])} is not finite (NaN or infinity); refused, "
+                    "nothing of it was saved")
 
 
 def iter_predictions(model: VNet, paths: Sequence[str | os.PathLike], device: torch.device,
