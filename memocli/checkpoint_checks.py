@@ -99,6 +99,7 @@ CONFIG_RULES: dict[str, Callable[[Any], str | None]] = {
     "lstm_hidden": _int_in(1, 4096),
     "stage_blocks": _stage_blocks,
     "heads": _heads,
+    "mixer_domains": _int_in(1, 64),
 }
 
 
