@@ -14,6 +14,7 @@ from . import distributed
 from .features import FeatureBanks
 from .lr_find import LR_TEST_STEPS, lr_range_test, plot_range_test
 from .model import VNet
+from .run_folder import fold_dir
 from .sources import TrainingData
 from .train import TrainConfig, fit, seed_everything
 
@@ -63,7 +64,7 @@ def cross_validate(
         seed_everything(tcfg.seed)  # one initial model for every fold and process
         model, meta = make_model(say if k == folds[0] else quiet)
         peak = lr_max
-        fold_out = out / f"fold_{k}" if len(folds) > 1 else out
+        fold_out = fold_dir(out, k, folds)
         if peak is None:
             epochs = LR_TEST_STEPS * fold_cfg.batch_size / max(1, len(data.train))
             say(f"fold {k}: no --lr-max, so an LR range test runs first: {LR_TEST_STEPS} "

@@ -6,14 +6,17 @@ import csv
 import hashlib
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from . import photo_warnings
 from .errors import MemoError
 from .files import read_failure
 from .formats import MAX_PIXELS, is_raw, load_raw, open_image
+from .pixel_budget import DECODE_BUDGET
 from .registry import AUGMENTATIONS, ModelConfig
 
 
@@ -26,13 +29,46 @@ class LabeledImage:
 
 
 class DatasetError(MemoError):
-    """A dataset failed validation; ``problems`` lists every ``file:line: reason``."""
+    """A dataset failed validation; ``problems`` lists each ``file:line: reason`` found.
 
-    def __init__(self, problems: list[str]):
+    ``stopped_at`` is set when checking stopped at :data:`MAX_PROBLEMS` problems (the
+    ``file:line`` of the last): the rest of the file was not checked.
+    """
+
+    def __init__(self, problems: list[str], stopped_at: str | None = None):
         self.problems = problems
+        self.stopped_at = stopped_at
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        super().__init__(f"dataset has {len(problems)} problem(s):\n  {shown}{more}")
+        count = f"{len(problems)} problem(s)"
+        if stopped_at:
+            count = f"at least {count} (checking stopped at {stopped_at})"
+        super().__init__(f"dataset has {count}:\n  {shown}{more}")
+
+
+#: Checking a split stops after this many problems: a list of a few dozen says what is
+#: wrong, and a 100,000-line file of missing images need not be checked to the end.
+MAX_PROBLEMS = 50
+#: Memorability scores are hit rates (LaMem's scale).
+SCORE_RANGE = (0.0, 1.0)
+
+
+class _TooMany(Exception):
+    """Raised by :class:`_Problems` when :data:`MAX_PROBLEMS` are reached."""
+
+
+class _Problems:
+    """The problems of one split file so far (``file:line: reason``); stops at the limit."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self.last = ""
+
+    def add(self, where: str, reason: str) -> None:
+        self.items.append(f"{where}: {reason}")
+        self.last = where
+        if len(self.items) >= MAX_PROBLEMS:
+            raise _TooMany
 
 
 def draft_jpeg(img: Image.Image, min_side: int | None) -> None:
@@ -55,27 +91,37 @@ def load_image(path: str | os.PathLike, min_side: int | None = None) -> Image.Im
 
     EXIF orientation is applied; JPEGs are decoded at a reduced size when ``min_side``
     allows (:func:`draft_jpeg`; :func:`is_reduced` tells). HEIC/HEIF and camera RAW files
-    are read as :mod:`memocli.formats` says.
+    are read as :mod:`memocli.formats` says. Decoding waits for its pixels in the shared
+    :data:`~memocli.pixel_budget.DECODE_BUDGET` (RAW files excepted: their size is known
+    only once decoded), and a library warning about the file (corrupt EXIF) names it
+    (:mod:`memocli.photo_warnings`).
     """
     if is_raw(path):
-        image = load_raw(path, min_side)
+        with photo_warnings.reading(path):
+            image = load_raw(path, min_side)
         image.info[_REDUCED] = bool(min_side)  # its preview may have been drafted
         return image
-    with open_image(path) as img:
+    with photo_warnings.reading(path), open_image(path) as img:
         full_size = img.size
         draft_jpeg(img, min_side)
         reduced = img.size != full_size
-        img = ImageOps.exif_transpose(img)
-        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-            rgba = img.convert("RGBA")
-            rgb = Image.new("RGB", rgba.size, (255, 255, 255))
-            rgb.paste(rgba, mask=rgba.getchannel("A"))
-        elif img.mode == "I;16" or img.mode.startswith("I"):
-            rgb = img.point(lambda v: v / 256).convert("L").convert("RGB")
-        else:
-            rgb = img.convert("RGB")
+        with DECODE_BUDGET.claim(img.width * img.height):
+            rgb = _upright_rgb(img)
     rgb.info[_REDUCED] = reduced
     return rgb
+
+
+def _upright_rgb(img: Image.Image) -> Image.Image:
+    """``img`` decoded, EXIF orientation applied, as RGB (transparency on white)."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        rgb = Image.new("RGB", rgba.size, (255, 255, 255))
+        rgb.paste(rgba, mask=rgba.getchannel("A"))
+        return rgb
+    if img.mode == "I;16" or img.mode.startswith("I"):
+        return img.point(lambda v: v / 256).convert("L").convert("RGB")
+    return img.convert("RGB")
 
 
 def is_reduced(image: Image.Image) -> bool:
@@ -134,12 +180,12 @@ def split_names(fold: int) -> dict[str, str]:
     return {part: f"{part}_{fold}" for part in ("train", "val", "test")}
 
 
-def _inside(root: Path, candidate: Path) -> bool:
-    try:
-        candidate.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
+def _leaves(name: str) -> bool:
+    """Whether the entry ``name`` points outside its folder (``../``, an absolute path).
+
+    Judged on the name alone: an image that is a symbolic link into a shared store is fine.
+    """
+    return not name or Path(name).is_absolute() or ".." in Path(os.path.normpath(name)).parts
 
 
 def _check_image(path: Path) -> str | None:
@@ -153,12 +199,67 @@ def _check_image(path: Path) -> str | None:
     return None
 
 
-def _parse_score(text: str) -> float | None:
+def _score_problem(text: str) -> tuple[float | None, str | None]:
+    """``(score, None)``, or ``(None, why)`` for a score that is not a number in range."""
     try:
         value = float(text)
     except ValueError:
-        return None
-    return value if math.isfinite(value) else None
+        return None, f"score {text!r} is not a number"
+    lo, hi = SCORE_RANGE
+    if not math.isfinite(value) or not lo <= value <= hi:
+        return None, (f"score {text} is outside {lo:g}-{hi:g} (memorability scores are "
+                      "hit rates)")
+    return value, None
+
+
+class _Entries:
+    """The examples of one split file, checked line by line as they are read."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.problems = _Problems()
+        self.items: list[tuple[str, LabeledImage]] = []
+        self._first: dict[str, tuple[str, float]] = {}  # name -> (where, score)
+
+    def add(self, where: str, name: str, score_text: str) -> None:
+        score, why = _score_problem(score_text)
+        if why:
+            self.problems.add(where, why)
+            return
+        if _leaves(name):
+            self.problems.add(where, f"image path {name!r} leaves {self.root}")
+            return
+        key = os.path.normpath(name)
+        first = self._first.setdefault(key, (where, score))
+        if first[1] != score:
+            self.problems.add(where, f"{name} is listed again with another score ({score:g}; "
+                                     f"{first[0]} says {first[1]:g})")
+            return
+        self.items.append((where, LabeledImage(self.root / name, score)))
+
+    def validated(self, source: Path) -> list[LabeledImage]:
+        """The examples, once every image header reads; else :class:`DatasetError`."""
+        for where, item in self.items:
+            reason = _check_image(item.path)
+            if reason:
+                self.problems.add(where, f"{item.path.name}: {reason}")
+        if self.problems.items:
+            raise DatasetError(self.problems.items)
+        if not self.items:
+            raise MemoError(f"{source}: no examples")
+        return [item for _, item in self.items]
+
+
+def _read_checked(source: Path, images: Path,
+                  fill: Callable[[_Entries], None]) -> list[LabeledImage]:
+    """Let ``fill`` add the lines of ``source`` (names relative to ``images``), then check
+    the images; stops with a :class:`DatasetError` at :data:`MAX_PROBLEMS` problems."""
+    entries = _Entries(images)
+    try:
+        fill(entries)
+        return entries.validated(source)
+    except _TooMany:
+        raise DatasetError(entries.problems.items, entries.problems.last) from None
 
 
 def _lamem_split(root: Path, split: str) -> list[LabeledImage]:
@@ -168,69 +269,40 @@ def _lamem_split(root: Path, split: str) -> list[LabeledImage]:
         raise MemoError(
             f"{split_file}: no such split file (available: {', '.join(available) or 'none'})"
         )
-    images_dir = root / "images"
     rel = split_file.relative_to(root)
-    items, problems = [], []
-    with open(split_file, encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            parts = line.split()
-            where = f"{rel}:{lineno}"
-            if len(parts) != 2:
-                problems.append(f"{where}: expected 'name score', got {line.strip()!r}")
-                continue
-            name, score_text = parts
-            score = _parse_score(score_text)
-            if score is None:
-                problems.append(f"{where}: score {score_text!r} is not a number")
-                continue
-            image = images_dir / name
-            if Path(name).is_absolute() or not _inside(images_dir, image):
-                problems.append(f"{where}: image path {name!r} leaves {images_dir}")
-                continue
-            items.append((where, LabeledImage(image, score)))
-    return _validated(items, problems, split_file)
+
+    def fill(entries: _Entries) -> None:
+        # utf-8-sig: a byte-order mark at the start is not part of the first name
+        with open(split_file, encoding="utf-8-sig", errors="replace") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip() or line.lstrip().startswith("#"):
+                    continue
+                parts = line.split()
+                where = f"{rel}:{lineno}"
+                if len(parts) != 2:
+                    entries.problems.add(where, f"expected 'name score', got {line.strip()!r}")
+                    continue
+                entries.add(where, *parts)
+
+    return _read_checked(split_file, root / "images", fill)
 
 
 def _csv_split(manifest: Path, split: str | None) -> list[LabeledImage]:
-    root = manifest.parent
-    items, problems = [], []
-    with open(manifest, newline="", encoding="utf-8", errors="replace") as f:
-        reader = csv.DictReader(f)
-        fields = set(reader.fieldnames or [])
-        if not {"path", "score"} <= fields:
-            raise MemoError(f"{manifest}: CSV manifest needs 'path' and 'score' columns")
-        if split is not None and "split" not in fields:
-            raise MemoError(f"{manifest}: no 'split' column, cannot select split '{split}'")
-        base = split.rsplit("_", 1)[0] if split else None
-        for row in reader:
-            where = f"{manifest.name}:{reader.line_num}"
-            if split is not None and row.get("split") not in (split, base):
-                continue
-            score = _parse_score(row.get("score") or "")
-            if score is None:
-                problems.append(f"{where}: score {row.get('score')!r} is not a number")
-                continue
-            name = row.get("path") or ""
-            image = root / name
-            if not name or Path(name).is_absolute() or not _inside(root, image):
-                problems.append(f"{where}: image path {name!r} leaves {root}")
-                continue
-            items.append((where, LabeledImage(image, score)))
-    return _validated(items, problems, manifest)
+    def fill(entries: _Entries) -> None:
+        with open(manifest, newline="", encoding="utf-8-sig", errors="replace") as f:
+            reader = csv.DictReader(f)
+            fields = set(reader.fieldnames or [])
+            if not {"path", "score"} <= fields:
+                raise MemoError(f"{manifest}: CSV manifest needs 'path' and 'score' columns")
+            if split is not None and "split" not in fields:
+                raise MemoError(f"{manifest}: no 'split' column, cannot select split '{split}'")
+            base = split.rsplit("_", 1)[0] if split else None
+            for row in reader:
+                if split is None or row.get("split") in (split, base):
+                    entries.add(f"{manifest.name}:{reader.line_num}", row.get("path") or "",
+                                row.get("score") or "")
 
-
-def _validated(items, problems, source: Path) -> list[LabeledImage]:
-    for where, item in items:
-        reason = _check_image(item.path)
-        if reason:
-            problems.append(f"{where}: {item.path.name}: {reason}")
-    if problems:
-        raise DatasetError(problems)
-    if not items:
-        raise MemoError(f"{source}: no examples")
-    return [item for _, item in items]
+    return _read_checked(manifest, manifest.parent, fill)
 
 
 def load_split(data: str | os.PathLike, split: str | None) -> list[LabeledImage]:
@@ -243,8 +315,10 @@ def load_split(data: str | os.PathLike, split: str | None) -> list[LabeledImage]
             ``train_1`` also matches rows whose split is plain ``train``.
 
     Raises:
-        DatasetError: listing every malformed line, bad score, escaping path and
-            missing or unreadable image, as ``file:line: reason``.
+        DatasetError: listing each malformed line, score that is not a number in 0-1,
+            name listed twice with different scores, path that leaves the dataset
+            (``../``, absolute; symbolic links are followed) and missing or unreadable
+            image, as ``file:line: reason`` (at most :data:`MAX_PROBLEMS`).
     """
     data = Path(data)
     if data.is_dir():

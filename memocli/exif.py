@@ -13,6 +13,7 @@ import re
 
 from PIL import Image
 
+from . import photo_warnings
 from .cache import ImageMeta
 from .formats import is_raw, open_image, raw_size
 
@@ -85,7 +86,7 @@ def read_image_meta(path: str | os.PathLike) -> ImageMeta:
     """
     width = height = orientation = None
     try:
-        with open(path, "rb") as f:
+        with photo_warnings.reading(path), open(path, "rb") as f:
             try:
                 tags = _exif_tags(f)
             except Exception as e:  # noqa: BLE001 - exifread raises anything on odd files

@@ -32,8 +32,9 @@ class Ranked:
 def rank(files: Sequence[ScoredFile]) -> list[Ranked]:
     """Order by raw score, highest first (ties by path); percentile within the set.
 
-    The percentile is the share of the *other* photos in the set that score lower:
-    100 for the best, 0 for the worst, equal for equal scores (100 for a set of one).
+    The percentile is the share of the *other* photos in the set that score lower, a tie
+    counting as half lower (the mid-rank rule): 100 for the best, 0 for the worst, the same
+    for equal scores (50 when all are equal), 100 for a set of one.
     """
     ordered = sorted(files, key=lambda f: (-f.raw_score, f.path))
     values = sorted(f.raw_score for f in files)
@@ -41,7 +42,8 @@ def rank(files: Sequence[ScoredFile]) -> list[Ranked]:
     ranked = []
     for i, f in enumerate(ordered, 1):
         lower = bisect.bisect_left(values, f.raw_score)
-        pct = 100.0 if n == 1 else 100.0 * lower / (n - 1)
+        ties = bisect.bisect_right(values, f.raw_score) - lower - 1  # others scoring the same
+        pct = 100.0 if n == 1 else 100.0 * (lower + ties / 2) / (n - 1)
         ranked.append(Ranked(rank=i, percentile=pct, item=f))
     return ranked
 

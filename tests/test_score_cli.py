@@ -130,7 +130,7 @@ def test_copies_of_one_photo_are_scored_once(tmp_path, tiny_checkpoint, model_ca
     rows, _ = score_json(tmp_path / "lib", tiny_checkpoint, tmp_path / "c.db")
     assert sum(len(c) for c in model_calls) == 1
     assert rows[0]["raw_score"] == rows[1]["raw_score"]
-    assert rows[0]["percentile"] == rows[1]["percentile"] == 0.0  # ties score alike
+    assert rows[0]["percentile"] == rows[1]["percentile"] == 50.0  # ties: half lower
 
 
 def test_two_models_keep_separate_scores(tmp_path, make_photos, model_calls):

@@ -8,6 +8,7 @@ import sys
 import click
 
 from .. import __version__
+from .. import photo_warnings
 from ..errors import MemoError
 from ..escape import terminal_message
 
@@ -50,6 +51,7 @@ def cli(verbose: bool) -> None:
     # -v is about memo's own facts (device, precision, cache, model, files passed over),
     # not the libraries' internals (PIL alone logs dozens of TIFF-tag lines per photo).
     logging.getLogger("memocli").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    photo_warnings.install()
 
 
 def _register() -> None:

@@ -105,15 +105,18 @@ def _source_spec(ctx, param, values):
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True)
 @_recipe_options
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run in --out (on the same data only).")
+@click.option("--force", is_flag=True,
+              help="Train into --out even though it holds another run (overwriting it).")
 @model_option
 @_init_options
 @batch_options()
 @device_option
 @silent_option
 def train(data, more_data, val_frac, select_on, fold, folds_text, out, epochs, lr_max,
-          weight_decay, train_stages, augment, seed, resume, model_name, backbone_weights, init,
-          feature_cache, batch_size, workers, device, silent):
+          weight_decay, train_stages, augment, seed, resume, force, model_name,
+          backbone_weights, init, feature_cache, batch_size, workers, device, silent):
     """Train V-Net on a LaMem-layout folder or a CSV manifest, or on several at once.
 
     DATA is a folder with images/ and splits/{train,val,test}_K.txt (lines "name score"),
@@ -141,6 +144,7 @@ def train(data, more_data, val_frac, select_on, fold, folds_text, out, epochs, l
     from ..device import pick_device
     from ..features import FeatureBanks
     from ..sources import SourceSpec, load_sources, source_names
+    from ..run_folder import check_run_folder, fold_dir
     from ..train import TrainConfig
 
     if fold is not None and folds_text:
@@ -154,6 +158,8 @@ def train(data, more_data, val_frac, select_on, fold, folds_text, out, epochs, l
     click.get_current_context().call_on_close(distributed.cleanup)
     # every fold of every source is read and checked before anything trains
     data_by_fold = {k: load_sources(specs, k, val_frac, select_on) for k in folds}
+    check_run_folder(Path(out), {fold_dir(Path(out), k, folds): data.describe()
+                                 for k, data in data_by_fold.items()}, resume, force)
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, weight_decay=weight_decay,
                        train_stages=train_stages, augment=augment, seed=seed, workers=workers)
     results = cross_validate(
