@@ -95,13 +95,21 @@ def for_csv(value: Any) -> Any:
 
 
 class _SafeWriter:
-    """``csv.writer`` whose every cell goes through :func:`for_csv`."""
+    """``csv.writer`` whose every cell goes through :func:`for_csv`.
+
+    A row with a carriage return in a cell is written with every cell quoted: Python's
+    writer quotes only the characters of its line terminator (``\\n`` here), and a bare
+    ``\\r`` outside quotes ends the line for CSV readers.
+    """
 
     def __init__(self, out: IO[str], **kwargs: Any):
         self._writer = csv.writer(out, **kwargs)
+        self._quoting_all = csv.writer(out, quoting=csv.QUOTE_ALL, **kwargs)
 
     def writerow(self, row: Iterable[Any]) -> None:
-        self._writer.writerow([for_csv(v) for v in row])
+        cells = [for_csv(v) for v in row]
+        bare_cr = any(isinstance(c, str) and "\r" in c for c in cells)
+        (self._quoting_all if bare_cr else self._writer).writerow(cells)
 
     def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
         for row in rows:

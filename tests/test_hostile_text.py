@@ -179,3 +179,10 @@ def test_error_messages_escape_the_file_names_in_them(tmp_path):
     result = run("score", str(tmp_path / "lib"), "-w", str(weights), "--no-cache")
     assert result.exit_code == 1
     assert "\x1b" not in result.stderr and "\\x1b[31mevil.pt" in result.stderr
+
+
+def test_csv_cells_with_a_carriage_return_read_back_whole():
+    out = io.StringIO()
+    write_csv(ranked_one("a\rb.jpg", "c\r\nd"), "m", out)
+    row = list(csv.DictReader(io.StringIO(out.getvalue())))[0]
+    assert row["path"] == "a\rb.jpg" and row["camera"] == "c\r\nd"
