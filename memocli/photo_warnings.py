@@ -18,7 +18,7 @@ from os import PathLike
 
 from .escape import for_terminal
 
-log = logging.getLogger("memo")
+log = logging.getLogger(__name__)
 _current = threading.local()
 _said: set[tuple[str, str]] = set()
 _said_lock = threading.Lock()

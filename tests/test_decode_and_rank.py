@@ -98,12 +98,12 @@ def test_a_pillow_warning_names_the_photo_not_pillows_source(tmp_path, tiny_chec
     lib = tmp_path / "lib"
     bad = photo_with_broken_exif(lib.mkdir() or lib / "bad-exif.jpg")
     write_photo(lib / "fine.jpg")
-    with caplog.at_level(logging.WARNING, logger="memo"):
+    with caplog.at_level(logging.WARNING, logger="memocli.photo_warnings"):
         result = CliRunner().invoke(cli, ["score", str(lib), "--json", "-w",
                                           str(tiny_checkpoint), "--no-cache", "--workers",
                                           "0", "-s"], catch_exceptions=False)
     assert result.exit_code == 0
-    said = [r.getMessage() for r in caplog.records if r.name == "memo"]
+    said = [r.getMessage() for r in caplog.records if r.name == "memocli.photo_warnings"]
     assert said and all(m.startswith(f"{bad}: ") for m in said)
     assert len(said) == len(set(said))  # once per photo and message
     assert "site-packages" not in result.output
