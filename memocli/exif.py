@@ -82,11 +82,17 @@ def read_image_meta(path: str | os.PathLike) -> ImageMeta:
     """Upright size, date taken (``DateTimeOriginal``, else ``DateTime``) and camera.
 
     HEIC/HEIF files come upright from their decoder; a camera RAW file's size is its full
-    image's (from libraw), not its preview's.
+    image's (from libraw), not its preview's. A library warning about the file names it
+    (:mod:`memocli.photo_warnings`).
     """
+    with photo_warnings.reading(path):
+        return _read_image_meta(path)
+
+
+def _read_image_meta(path: str | os.PathLike) -> ImageMeta:
     width = height = orientation = None
     try:
-        with photo_warnings.reading(path), open(path, "rb") as f:
+        with open(path, "rb") as f:
             try:
                 tags = _exif_tags(f)
             except Exception as e:  # noqa: BLE001 - exifread raises anything on odd files
