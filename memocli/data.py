@@ -49,8 +49,10 @@ class DatasetError(MemoError):
 #: Checking a split stops after this many problems: a list of a few dozen says what is
 #: wrong, and a 100,000-line file of missing images need not be checked to the end.
 MAX_PROBLEMS = 50
-#: Memorability scores are hit rates (LaMem's scale).
-SCORE_RANGE = (0.0, 1.0)
+#: The largest score magnitude accepted. LaMem's scores are hit rates (0-1); a source on
+#: another scale (a teacher model's, for a head of its own) may be larger, but not so
+#: large that its squared error overflows float32 (1e30 trained into a loss of inf).
+SCORE_LIMIT = 1000.0
 
 
 class _TooMany(Exception):
@@ -205,10 +207,8 @@ def _score_problem(text: str) -> tuple[float | None, str | None]:
         value = float(text)
     except ValueError:
         return None, f"score {text!r} is not a number"
-    lo, hi = SCORE_RANGE
-    if not math.isfinite(value) or not lo <= value <= hi:
-        return None, (f"score {text} is outside {lo:g}-{hi:g} (memorability scores are "
-                      "hit rates)")
+    if not math.isfinite(value) or abs(value) > SCORE_LIMIT:
+        return None, f"score {text} is not a finite number within ±{SCORE_LIMIT:g}"
     return value, None
 
 
@@ -315,7 +315,8 @@ def load_split(data: str | os.PathLike, split: str | None) -> list[LabeledImage]
             ``train_1`` also matches rows whose split is plain ``train``.
 
     Raises:
-        DatasetError: listing each malformed line, score that is not a number in 0-1,
+        DatasetError: listing each malformed line, score that is not a finite number
+            within ±:data:`SCORE_LIMIT`,
             name listed twice with different scores, path that leaves the dataset
             (``../``, absolute; symbolic links are followed) and missing or unreadable
             image, as ``file:line: reason`` (at most :data:`MAX_PROBLEMS`).

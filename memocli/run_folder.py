@@ -73,6 +73,6 @@ def check_run_folder(out: Path, runs: dict[Path, dict[str, Any]], resume: bool,
                             "(no readable config.json); use another --out, or --force to "
                             "overwrite it")
         if recorded != data_identity(description):
-            raise MemoError(f"{run}: was trained on other data (its split fingerprints "
-                            "differ); --resume continues the same data only: use another "
+            raise MemoError(f"{run}: cannot resume, the training data changed (the run there "
+                            "was trained on data with other split fingerprints); use another "
                             "--out, or --force to overwrite it")
