@@ -28,7 +28,7 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
-from photo_formats import write_dng, write_heic  # noqa: E402
+from photo_formats import write_dng, write_heic
 
 DEFAULT_PHOTOS = HERE.parents[1] / "shared" / "datasets" / "lnsim" / "images"
 SIZE = (4032, 3024)

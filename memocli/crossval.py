@@ -54,7 +54,7 @@ def cross_validate(
     fold picks it. With several folds, ``out/summary.json`` holds every fold's metrics and
     their mean ± sd. ``on_fold`` is called with each fold's result as it finishes.
     """
-    quiet = lambda _: None  # noqa: E731
+    quiet = lambda _: None
     say = echo if distributed.is_main() else quiet
     folds = list(data_by_fold)
     results = {}

@@ -163,7 +163,7 @@ def cam_maps(predictor: Predictor, sources: Sequence[Path], layer: str, batch_si
                     for path, (_, reason) in zip(batch, decoded, strict=True)]
             ok = [i for i, (photo, _) in enumerate(decoded) if photo is not None]
             if ok:
-                inputs = pool.map(lambda i: predictor.net_input(decoded[i][0]), ok)
+                inputs = pool.map(lambda i, d=decoded: predictor.net_input(d[i][0]), ok)
                 cams = gcam(torch.stack(list(inputs)))
                 for j, i in enumerate(ok):
                     maps[i] = CamMap(batch[i], cams.cams[j].numpy(), float(cams.scores[j]),

@@ -143,7 +143,7 @@ def _without_root_override() -> None:
 def run_memo_obeying_modes(args: list[str]) -> subprocess.CompletedProcess:
     """``memo ARGS`` in a new process that file permissions apply to, even as root."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "memocli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "memocli", *args], capture_output=True, check=False,
                           text=True, env=env, timeout=120,
                           preexec_fn=_without_root_override if os.geteuid() == 0 else None)
 

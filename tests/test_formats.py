@@ -18,7 +18,8 @@ pytest.importorskip("pillow_heif", reason="pillow-heif (a memo dependency) is no
 pytest.importorskip("tifffile", reason="tifffile (memo[test]) writes the test DNGs")
 rawpy = pytest.importorskip("rawpy", reason="rawpy (a memo dependency) is not installed")
 
-from photo_formats import GREEN, RED, write_dng, write_heic  # noqa: E402
+from photo_formats import RED, write_dng, write_heic
+
 
 def test_heic_decodes_upright_with_its_exif(tmp_path):
     heic = write_heic(tmp_path / "IMG_0001.HEIC", size=(64, 48), orientation=6)

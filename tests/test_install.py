@@ -24,7 +24,7 @@ SOURCES = ("pyproject.toml", "README.md", "memocli", "weights")
 def run(*args, env=None, **kwargs) -> subprocess.CompletedProcess:
     """Run a command with nothing of ours on PYTHONPATH (the installed memo must answer)."""
     env = {**(env or os.environ), "PYTHONPATH": ""}
-    result = subprocess.run([str(a) for a in args], capture_output=True, text=True,
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, check=False,
                             timeout=600, env=env, **kwargs)
     assert result.returncode == 0, f"{args}\n{result.stdout}\n{result.stderr}"
     return result
@@ -95,6 +95,7 @@ def test_sdist_holds_the_default_model_only(tmp_path):
         "b.build_sdist(sys.argv[1])", tmp_path / "dist", cwd=source)
     sdist = next((tmp_path / "dist").glob("memocli-*.tar.gz"))
     assert sdist.stat().st_size < 100e6
-    names = tarfile.open(sdist).getnames()
+    with tarfile.open(sdist) as archive:
+        names = archive.getnames()
     assert any(n.endswith("weights/memo-vnet-r50.pt") for n in names)
     assert not any("r152" in n for n in names)

@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from memocli import VNet
-from memocli.model import upgrade_state_dict
 from memocli.errors import MemoError
+from memocli.model import upgrade_state_dict
 from memocli.registry import MODELS, get_config
 
 

@@ -14,7 +14,6 @@ from conftest import TEST_DEVICE, invoke, tiny_checkpoint_at, write_photo
 from PIL import Image
 from test_bursts import scene, write_burst_and_other
 
-
 WEIRD = 'we"ird <b>&amp; é.jpg'  # quotes, markup, an entity and unicode in a file name
 
 

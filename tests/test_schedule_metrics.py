@@ -4,8 +4,8 @@ from itertools import pairwise
 import pytest
 import torch
 
-from memocli.metrics import average_ranks, mse, spearman
 from memocli.lr_find import smooth, suggest_lr
+from memocli.metrics import average_ranks, mse, spearman
 from memocli.train import TrainConfig, one_cycle
 
 

@@ -162,7 +162,7 @@ def test_lr_find_cli_suggests_and_plots(dataset, tmp_path, monkeypatch):
 
 def test_without_lr_max_the_range_test_says_its_cost_first_and_plots_beside_the_run(
         tmp_path, monkeypatch):
-    import memocli.crossval as crossval
+    from memocli import crossval
 
     monkeypatch.setattr(crossval, "LR_TEST_STEPS", 12)
     root = brightness_dataset(tmp_path / "ds", n_train=24, n_val=8, n_test=8)

@@ -7,8 +7,7 @@ import sys
 
 import click
 
-from .. import __version__
-from .. import photo_warnings
+from .. import __version__, photo_warnings
 from ..errors import MemoError
 from ..escape import terminal_message
 

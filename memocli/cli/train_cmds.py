@@ -11,14 +11,14 @@ from ..errors import MemoError
 from ..escape import csv_writer
 from ..registry import AUGMENTATIONS
 from .options import (
+    WEIGHTS_HELP,
+    WeightsType,
     batch_options,
     device_option,
     echo_err,
     model_option,
     precision_option,
     silent_option,
-    WEIGHTS_HELP,
-    WeightsType,
 )
 
 
@@ -143,8 +143,8 @@ def train(data, more_data, val_frac, select_on, fold, folds_text, out, epochs, l
     from ..crossval import cross_validate, summarise
     from ..device import pick_device
     from ..features import FeatureBanks
-    from ..sources import SourceSpec, load_sources, source_names
     from ..run_folder import check_run_folder, fold_dir
+    from ..sources import SourceSpec, load_sources, source_names
     from ..train import TrainConfig
 
     if fold is not None and folds_text:
