@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass
@@ -148,6 +149,23 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def use_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Put the cache in WAL mode (a no-op once it is).
+
+    Two processes creating one cache at the same moment both ask for the switch, which
+    needs the file to themselves: the loser retries until the winner's switch shows, within
+    ``timeout`` seconds. Every statement is read to the end, so none keeps a read lock.
+    """
+    deadline = time.monotonic() + timeout
+    while conn.execute("PRAGMA journal_mode").fetchall()[0][0] != "wal":
+        try:
+            conn.execute("PRAGMA journal_mode = wal").fetchall()
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def schema_problem(conn: sqlite3.Connection, schema: str = "main") -> str | None:
@@ -379,7 +397,7 @@ class Cache:
                                 "use --no-cache, or --cache with a writable path")
             return
         if self.path is not None:
-            self.db.enable_wal()
+            use_wal(conn, timeout)
             # WAL + NORMAL: a committed batch survives a crash of memo; only a power
             # cut can drop the last few commits, and never corrupts the file.
             self.db.execute("PRAGMA synchronous = NORMAL")
