@@ -8,9 +8,10 @@ Tables (see ``docs/scoring.md``):
   stat index, so an unchanged file is never hashed again.
 * ``images(content_hash, width, height, taken_at, camera)``: what belongs to the content
   (upright size, EXIF date taken and camera), shared by every model.
-* ``checkpoints(path, device, precision, preprocessing, size, mtime_ns, model)``: the model
-  id a checkpoint file scores under with that ``--device`` and ``--precision`` (as asked,
-  ``auto`` included) and preprocessing version, as of its size and mtime, so a cached
+* ``checkpoints(path, device, precision, engine, preprocessing, size, mtime_ns, model)``: the
+  model id a checkpoint file scores under with that ``--device``, ``--precision`` and
+  ``--engine`` (as asked, ``auto`` included) and preprocessing version, as of its size and
+  mtime, so a cached
   re-scan need not hash the checkpoint or import torch.
 * ``features(content_hash, model, vector)``: the model's L2-normalised pooled last-block
   features (float16 bytes), written with the score, for finding bursts.
@@ -124,12 +125,26 @@ def m005_checkpoint_setups(db: sqlite_utils.Database) -> None:
     )
 
 
+def m006_checkpoint_engines(db: sqlite_utils.Database) -> None:
+    """Model ids now also depend on the inference engine (``--engine``): like m005, the old
+    rows go (each checkpoint is read once more) and the key gains a column."""
+    db.table("checkpoints").drop()
+    db.table("checkpoints").create(
+        {"path": str, "device": str, "precision": str, "engine": str, "preprocessing": int,
+         "size": int, "mtime_ns": int, "model": str, "seen_at": str},
+        pk=("path", "device", "precision", "engine", "preprocessing"),
+        not_null={"device", "precision", "engine", "preprocessing", "size", "mtime_ns",
+                  "model"},
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_scores_and_files,
     m002_images,
     m003_checkpoints,
     m004_features,
     m005_checkpoint_setups,
+    m006_checkpoint_engines,
 ]
 
 
@@ -275,12 +290,14 @@ class ImageMeta:
 
 @dataclass(frozen=True)
 class CheckpointSetup:
-    """A checkpoint file as of one stat, scored with one ``--device`` and ``--precision``
-    (as the user asked, ``auto`` included) under one preprocessing version."""
+    """A checkpoint file as of one stat, scored with one ``--device``, ``--precision`` and
+    engine (as the user asked, ``auto`` included: see
+    :func:`memocli.engines.engine_setup_key`) under one preprocessing version."""
 
     path: str  # absolute
     device: str
     precision: str
+    engine: str
     preprocessing: int
     size: int
     mtime_ns: int
@@ -488,7 +505,8 @@ class Cache:
         """The model id recorded for this checkpoint setup, if the file is unchanged since."""
         row = self.db.execute(
             "SELECT model FROM checkpoints WHERE path = ? AND device = ? AND precision = ? "
-            "AND preprocessing = ? AND size = ? AND mtime_ns = ?", _setup_row(setup),
+            "AND engine = ? AND preprocessing = ? AND size = ? AND mtime_ns = ?",
+            _setup_row(setup),
         ).fetchone()
         return row[0] if row and isinstance(row[0], str) else None
 
@@ -535,8 +553,9 @@ class Cache:
         """Record the model id ``setup`` scores under (see :meth:`checkpoint_model`)."""
         with transaction(self.db.conn):
             self.db.conn.execute(
-                "INSERT OR REPLACE INTO checkpoints (path, device, precision, preprocessing, "
-                "size, mtime_ns, model, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO checkpoints (path, device, precision, engine, "
+                "preprocessing, size, mtime_ns, model, seen_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [*_setup_row(setup), model, now_iso()],
             )
 

@@ -40,10 +40,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 def native_bf16_cpu() -> bool:
     """True when this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX)."""
-    import torch
+    from .machine import cpu_features
 
-    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
-    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+    return cpu_features()["bf16"]
 
 
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -214,6 +214,22 @@ class VNet(nn.Module):
         }
 
 
+class StageSlice(nn.Module):
+    """ResNet stages ``first``..``last - 1`` of a V-Net (with the stem when ``first`` is 0)
+    as a module of their own, for an inference engine to convert: it returns every block's
+    pooled vector, preceded by the last block's output unless ``last`` is the end."""
+
+    def __init__(self, vnet: VNet, first: int, last: int):
+        super().__init__()
+        self.vnet, self.first, self.last = vnet, first, last
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.first == 0:
+            x = self.vnet.stem(x)
+        x, pooled = self.vnet.run_stages(x, self.first, self.last)
+        return (*pooled,) if self.last == len(STAGES) else (x, *pooled)
+
+
 _HEAD_KEYS = ("projections.", "lstm.", "regressor.", "h0", "c0")
 
 

@@ -6,8 +6,10 @@ memory layout and the autocast policy. Every scorer, explainer, report and evalu
 through one, so they agree with each other, and its :attr:`~Predictor.model_id` names all of
 it, so the cache never mixes scores made differently::
 
-    vnet_r50-28e4da1c5e57fc0a-p2-fp32
-    <architecture>-<checkpoint digest>-p<PREPROCESSING_VERSION>-<compute dtype>
+    vnet_r50-28e4da1c5e57fc0a-p2-bf16-ov
+    <architecture>-<checkpoint digest>-p<PREPROCESSING_VERSION>-<compute dtype>[-ov]
+
+(``-ov``: the backbone runs in OpenVINO, see :mod:`memocli.engines`).
 
 An ensemble or multi-head checkpoint is one V-Net, so it is one Predictor.
 """
@@ -28,9 +30,11 @@ from PIL import Image
 
 from .data import eval_transform, load_image
 from .device import pick_device, pick_dtype
+from .engines import OpenVINOBackbone, engine_cache_dir, openvino_version, pick_engine
 from .errors import MemoError
 from .files import printable
 from .inference import default_batch_size, image_batches
+from .machine import describe_cpu
 from .model import STAGES, VNet
 from .registry import PREPROCESSING_VERSION
 
@@ -40,9 +44,11 @@ log = logging.getLogger(__name__)
 DTYPE_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
-def scoring_model_id(checkpoint_id: str, dtype_name: str) -> str:
-    """The id scores are cached under: checkpoint, preprocessing version, compute dtype."""
-    return f"{checkpoint_id}-p{PREPROCESSING_VERSION}-{dtype_name}"
+def scoring_model_id(checkpoint_id: str, dtype_name: str, engine: str = "torch") -> str:
+    """The id scores are cached under: checkpoint, preprocessing version, compute dtype,
+    engine."""
+    suffix = "-ov" if engine == "openvino" else ""
+    return f"{checkpoint_id}-p{PREPROCESSING_VERSION}-{dtype_name}{suffix}"
 
 
 @dataclass
@@ -66,19 +72,23 @@ def embedding(pooled: torch.Tensor) -> list[bytes]:
 
 class Predictor:
     """A V-Net on ``device`` that scores in ``precision`` (a :data:`~memocli.device.PRECISIONS`
-    choice), with the preprocessing its scores depend on.
+    choice) with ``engine`` (an :data:`~memocli.engines.ENGINES` choice), with the
+    preprocessing its scores depend on.
 
     Build one from a checkpoint with :meth:`from_checkpoint`; ``Predictor(model, ...)``
     wraps a model already in memory (``checkpoint_id`` then names it; default: its
     architecture). The module is put in eval mode, on ``device``, channels-last where that
-    is faster (CPU, CUDA; MPS's support is patchy).
+    is faster (CPU, CUDA; MPS's support is patchy). An OpenVINO backbone is built on the
+    first forward pass (Grad-CAM, which needs gradients, always uses :attr:`model`).
     """
 
     def __init__(self, model: VNet, device: torch.device | str = "cpu", precision: str = "auto",
                  *, checkpoint_id: str | None = None, meta: dict[str, Any] | None = None,
-                 origin: str | os.PathLike | None = None):
+                 origin: str | os.PathLike | None = None, engine: str = "torch"):
         self.device = torch.device(device)
         self.dtype = pick_dtype(precision, self.device)
+        self.engine = pick_engine(engine, self.device, self.dtype_name)
+        self._openvino: OpenVINOBackbone | None = None
         self.memory_format = (torch.channels_last if self.device.type in ("cpu", "cuda")
                               else torch.contiguous_format)
         self.model = model.to(self.device, memory_format=self.memory_format).eval()
@@ -89,14 +99,14 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: torch.device | str = "auto",
-                        precision: str = "auto") -> Predictor:
+                        precision: str = "auto", engine: str = "auto") -> Predictor:
         """Load a memo checkpoint (``device``: ``auto`` or a name, see :func:`pick_device`)."""
         from . import checkpoint  # looked up on use: tests may stand in for load_checkpoint
 
         dev = device if isinstance(device, torch.device) else pick_device(device)
         loaded = checkpoint.load_checkpoint(path, device=dev)
         return cls(loaded.model, dev, precision, checkpoint_id=loaded.checkpoint_id,
-                   meta=loaded.meta, origin=path)
+                   meta=loaded.meta, origin=path, engine=engine)
 
     @classmethod
     def of(cls, source: Predictor | Any) -> Predictor:
@@ -109,10 +119,11 @@ class Predictor:
                    checkpoint_id=getattr(source, "checkpoint_id", None),
                    meta=getattr(source, "meta", None))
 
-    def in_precision(self, precision: str) -> Predictor:
-        """The same module (shared, not copied) scoring in another precision."""
+    def in_precision(self, precision: str, engine: str | None = None) -> Predictor:
+        """The same module (shared, not copied) scoring in another precision (and engine;
+        None: this one's)."""
         return Predictor(self.model, self.device, precision, checkpoint_id=self.checkpoint_id,
-                         meta=self.meta, origin=self.origin)
+                         meta=self.meta, origin=self.origin, engine=engine or self.engine)
 
     @property
     def cfg(self):
@@ -126,8 +137,8 @@ class Predictor:
 
     @property
     def model_id(self) -> str:
-        """What a score depends on: the checkpoint, the preprocessing and the dtype."""
-        return scoring_model_id(self.checkpoint_id, self.dtype_name)
+        """What a score depends on: the checkpoint, the preprocessing, the dtype, the engine."""
+        return scoring_model_id(self.checkpoint_id, self.dtype_name, self.engine)
 
     # --- preprocessing ----------------------------------------------------------------------
 
@@ -156,10 +167,13 @@ class Predictor:
         In a reduced precision only stages 2-4 run under autocast; the stem and the first
         stage, whose rounding errors every later block would carry, and the head stay
         float32. This keeps scores within 0.005 of all-float32 on LNSIM's test photos (all
-        stages in bfloat16: 0.018) at most of the speed (``docs/performance.md``).
+        stages in bfloat16: 0.018) at most of the speed (``docs/performance.md``). The
+        OpenVINO engine computes the same split.
         """
         model = self.model
-        if self.dtype is None:
+        if self.engine == "openvino":
+            pooled = self.openvino_backbone()(x)
+        elif self.dtype is None:
             pooled = model.pooled_block_features(x)
         else:
             x, pooled = model.run_stages(model.stem(x), 0, 1)
@@ -167,6 +181,13 @@ class Predictor:
                 _, rest = model.run_stages(x, 1, len(STAGES))
             pooled += [p.float() for p in rest]
         return model.head(pooled).float(), pooled
+
+    def openvino_backbone(self) -> OpenVINOBackbone:
+        """The backbone compiled by OpenVINO (converted once per machine, then read back)."""
+        if self._openvino is None:
+            self._openvino = OpenVINOBackbone(self.model, self.dtype_name, self.checkpoint_id,
+                                              engine_cache_dir())
+        return self._openvino
 
     @torch.inference_mode()
     def predict(self, batch: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -185,9 +206,11 @@ class Predictor:
             MemoError: the model gave a NaN or infinite score (:meth:`refuse_non_finite`).
         """
         batch_size = batch_size or default_batch_size(self.device)
-        log.info("model on %s in %s, batches of %d, %s decoding process(es), %d photo(s)",
-                 self.device, self.dtype_name, batch_size,
+        log.info("model on %s in %s with %s, batches of %d, %s decoding process(es), "
+                 "%d photo(s)", self.device, self.dtype_name, self.engine_text(), batch_size,
                  "automatic" if workers is None else workers, len(paths))
+        if self.device.type == "cpu":
+            log.info("CPU %s", describe_cpu())
         self.model.eval()
         for indices, tensors, failures in image_batches(
                 [Path(p) for p in paths], self.transform, self.cfg.input_size, batch_size,
@@ -199,6 +222,12 @@ class Predictor:
                 result.features = embedding(pooled[-1])
                 self.refuse_non_finite(result, paths)
             yield result
+
+    def engine_text(self) -> str:
+        """``'OpenVINO 2026.4.1'`` or ``'torch 2.14.1'``, for logs and benchmarks."""
+        if self.engine == "openvino":
+            return f"OpenVINO {openvino_version()}"
+        return f"torch {torch.__version__}"
 
     def refuse_non_finite(self, result: BatchResult, paths: Sequence[str | os.PathLike]) -> None:
         """Raise when a score is NaN or infinite: the checkpoint is broken, and such a score
@@ -213,6 +242,7 @@ class Predictor:
 
 def iter_predictions(model: VNet, paths: Sequence[str | os.PathLike], device: torch.device,
                      batch_size: int | None = None, workers: int | None = None,
-                     precision: str = "auto") -> Iterator[BatchResult]:
+                     precision: str = "auto", engine: str = "torch") -> Iterator[BatchResult]:
     """:meth:`Predictor.iter_predictions` for a model already in memory."""
-    return Predictor(model, device, precision).iter_predictions(paths, batch_size, workers)
+    return Predictor(model, device, precision, engine=engine).iter_predictions(
+        paths, batch_size, workers)

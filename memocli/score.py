@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import Cache, CheckpointSetup, ImageMeta
+from .engines import engine_setup_key
 from .errors import Interrupted, MemoError
 from .files import default_weights_path, hash_file, os_reason, printable, read_failure
 from .ranking import display_score
@@ -81,26 +82,29 @@ class ScoreReport:
 
 
 class ModelSource:
-    """The checkpoint to score with, on a device, in a precision.
+    """The checkpoint to score with, on a device, in a precision, with an engine.
 
     Its model id comes from the cache when the checkpoint file is unchanged since it was
-    last loaded with the same ``device`` and ``precision`` (no hashing, no torch); the
+    last loaded with the same ``device``, ``precision`` and ``engine`` (no hashing, no
+    torch); the
     :class:`~memocli.predictor.Predictor` itself is built only on :meth:`load`. Once the
     run is over (``cache`` None: it may be closed) a load remembers nothing.
     """
 
     def __init__(self, weights: str | os.PathLike, cache: Cache | None, device: str = "auto",
-                 precision: str = "auto"):
+                 precision: str = "auto", engine: str = "auto"):
         self.path = Path(weights)
         self.cache = cache
         self.device_name = device
         self.precision = precision
+        self.engine = engine
         try:
             st = os.stat(self.path)
         except OSError as e:
             raise MemoError(f"{self.path}: cannot read checkpoint: {os_reason(e)}") from None
         self.setup = CheckpointSetup(os.path.abspath(self.path), device, precision,
-                                     PREPROCESSING_VERSION, st.st_size, st.st_mtime_ns)
+                                     engine_setup_key(engine), PREPROCESSING_VERSION,
+                                     st.st_size, st.st_mtime_ns)
         self.model_id = cache.checkpoint_model(self.setup)
         self._predictor: Any = None
         if self.model_id is None:
@@ -111,7 +115,8 @@ class ModelSource:
         if self._predictor is None:
             from .predictor import Predictor
 
-            predictor = Predictor.from_checkpoint(self.path, self.device_name, self.precision)
+            predictor = Predictor.from_checkpoint(self.path, self.device_name, self.precision,
+                                                  self.engine)
             remembered, self.model_id = self.model_id, predictor.model_id
             if self.cache is not None:
                 self.cache.remember_checkpoint(self.setup, self.model_id)
@@ -257,6 +262,7 @@ def score_paths(
     batch_size: int | None = None,
     workers: int | None = None,
     precision: str = "auto",
+    engine: str = "auto",
     include_hidden: bool = False,
     progress: Progress | None = None,
     with_features: bool = False,
@@ -274,6 +280,7 @@ def score_paths(
             :func:`memocli.inference.default_batch_size`).
         workers: image decoding processes (None: automatic).
         precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (:func:`memocli.device.pick_dtype`).
+        engine: ``auto``, ``torch`` or ``openvino`` (:func:`memocli.engines.pick_engine`).
         include_hidden: also look inside hidden folders.
         progress: progress bars and problem lines; silent when None.
         with_features: also give each file its feature vector (for bursts); contents
@@ -305,7 +312,7 @@ def score_paths(
         progress.echo(f"shard {shard}: {len(mine)} of the {len(found.files)} photo(s) found")
     log.info("found %d photo(s) in %s; passed over: %s", len(found.files),
              ", ".join(os.fspath(p) for p in inputs), dict(found.passed_over) or "nothing")
-    source = ModelSource(weights or default_weights_path(), cache, device, precision)
+    source = ModelSource(weights or default_weights_path(), cache, device, precision, engine)
     log.info("model %s (%s); cache %s", source.model_id, source.path,
              cache.path or "none (--no-cache)")
     entries = [_Entry(f) for f in mine]

@@ -29,7 +29,8 @@ def test_schema_is_the_documented_one(tmp_path):
         assert db.table("images").columns_dict == {
             "content_hash": str, "width": int, "height": int, "taken_at": str, "camera": str}
         assert db.table("images").pks == ["content_hash"]
-        assert db.table("checkpoints").pks == ["path", "device", "precision", "preprocessing"]
+        assert db.table("checkpoints").pks == ["path", "device", "precision", "engine",
+                                               "preprocessing"]
         assert c.info()["migrations"] == [m.__name__ for m in cache_mod.MIGRATIONS]
 
 
@@ -104,8 +105,8 @@ def test_prune_forgets_missing_files_and_unreferenced_scores(tmp_path):
                        {"shared": ImageMeta(), "lonely": ImageMeta()})
         c.record_scores("m", [("shared", 0.5), ("lonely", 0.6)],
                         [("shared", b"\0\0"), ("lonely", b"\0\0")])
-        c.remember_checkpoint(CheckpointSetup(str(tmp_path / "old.pt"), "auto", "auto", 2, 1, 1),
-                              "m")
+        old = CheckpointSetup(str(tmp_path / "old.pt"), "auto", "auto", "auto", 2, 1, 1)
+        c.remember_checkpoint(old, "m")
         removed = {"files": 2, "checkpoints": 1, "scores": 1, "images": 1, "features": 1}
         assert c.prune(dry_run=True) == removed
         assert c.info()["rows"]["files"] == 3  # dry run changed nothing

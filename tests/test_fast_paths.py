@@ -1,5 +1,5 @@
-"""The fast scoring paths (reduced-size JPEG decode, channels-last, reduced precision) give
-the same scores as the plain float32 model on fully decoded photos, within 0.01."""
+"""The fast scoring paths (reduced-size JPEG decode, channels-last, reduced precision, the
+OpenVINO engine) give the same scores as the plain float32 model on fully decoded photos, within 0.01."""
 
 from pathlib import Path
 
@@ -38,13 +38,14 @@ def reference_scores(weights: Path, paths: list[Path]) -> list[float]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("engine", ["torch", "openvino"])
 @pytest.mark.parametrize("precision", ["auto", "fp32", "bf16"])
-def test_fast_scoring_matches_full_decode_float32(photos, precision):
+def test_fast_scoring_matches_full_decode_float32(photos, precision, engine):
     expected = reference_scores(default_weights_path(), photos)
     model = load_checkpoint(default_weights_path(), device="cpu").model
     got = {}
     for batch in iter_predictions(model, photos, torch.device("cpu"), batch_size=4, workers=0,
-                                  precision=precision):
+                                  precision=precision, engine=engine):
         assert not batch.failures
         got.update(zip(batch.indices, batch.scores, strict=True))
     diffs = [abs(got[i] - e) for i, e in enumerate(expected)]

@@ -16,6 +16,7 @@ from .options import (
     batch_options,
     device_option,
     echo_err,
+    engine_option,
     model_option,
     precision_option,
     silent_option,
@@ -195,7 +196,9 @@ def _fold_line(k: int, result: dict, heads: tuple[str, ...]) -> str:
 @batch_options()
 @device_option
 @precision_option(default="fp32")
-def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, device, precision):
+@engine_option
+def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, device, precision,
+             engine):
     """Spearman rho and MSE of a checkpoint on a labelled split.
 
     \b
@@ -208,7 +211,8 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
     from ..predictor import Predictor
 
     items = load_split(data, split)
-    predictor = Predictor.from_checkpoint(weights or default_weights_path(), device, precision)
+    predictor = Predictor.from_checkpoint(weights or default_weights_path(), device, precision,
+                                          engine)
     preds: dict[int, float] = {}
     for batch in predictor.iter_predictions([i.path for i in items], batch_size, workers):
         for index, reason in batch.failures:

@@ -1,0 +1,171 @@
+"""The OpenVINO engine: same scores as torch, its own model id, converted once per machine,
+never any telemetry; and the choice of engine."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import invoke
+
+from memocli import engines
+from memocli.checkpoint import load_checkpoint
+from memocli.engines import OpenVINOBackbone, engine_cache_dir, pick_engine
+from memocli.errors import MemoError
+from memocli.predictor import Predictor
+
+pytestmark = pytest.mark.skipif(not engines.openvino_installed(),
+                                reason="OpenVINO is not installed")
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def tiny(tiny_checkpoint):
+    return load_checkpoint(tiny_checkpoint, device="cpu")
+
+
+def inputs(model, n=5, seed=1):
+    size = model.cfg.input_size
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_openvino_float32_matches_torch(tiny):
+    x = inputs(tiny.model)
+    torch_scores, torch_pooled = Predictor(tiny.model, CPU, "fp32").predict(x)
+    ov = Predictor(tiny.model, CPU, "fp32", engine="openvino", checkpoint_id="tiny")
+    ov_scores, ov_pooled = ov.predict(x)
+    assert ov.engine == "openvino"
+    assert len(ov_pooled) == len(torch_pooled)
+    for a, b in zip(ov_pooled, torch_pooled, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ov_scores, torch_scores, rtol=1e-4, atol=1e-5)
+
+
+def test_batch_size_is_free(tiny):
+    """One converted network serves every batch size, down to one photo."""
+    ov = Predictor(tiny.model, CPU, "fp32", engine="openvino", checkpoint_id="tiny")
+    x = inputs(tiny.model, n=3)
+    whole = ov.predict(x)[0]
+    one_by_one = torch.cat([ov.predict(x[i:i + 1])[0] for i in range(3)])
+    torch.testing.assert_close(one_by_one, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_model_ids_keep_engines_apart(tiny):
+    torch_id = Predictor(tiny.model, CPU, "fp32", checkpoint_id="c").model_id
+    ov_id = Predictor(tiny.model, CPU, "fp32", engine="openvino", checkpoint_id="c").model_id
+    assert ov_id == torch_id + "-ov"
+
+
+def test_auto_picks_openvino_on_the_cpu_only():
+    assert pick_engine("auto", CPU, "fp32") == "openvino"
+    assert pick_engine("auto", CPU, "bf16") == "openvino"
+    assert pick_engine("auto", CPU, "fp16") == "torch"
+    assert pick_engine("auto", torch.device("cuda"), "fp16") == "torch"
+    assert pick_engine("torch", CPU, "fp32") == "torch"
+
+
+@pytest.mark.parametrize(("device", "dtype", "reason"), [
+    ("cuda", "fp16", "CPU only"), ("mps", "fp32", "CPU only"), ("cpu", "fp16", "not fp16")])
+def test_asking_for_openvino_where_it_cannot_run_says_why(device, dtype, reason):
+    with pytest.raises(MemoError, match=reason):
+        pick_engine("openvino", torch.device(device), dtype)
+
+
+def test_without_openvino_auto_falls_back_to_torch(monkeypatch):
+    monkeypatch.setattr(engines, "openvino_installed", lambda: False)
+    assert pick_engine("auto", CPU, "fp32") == "torch"
+    assert engines.engine_setup_key("auto") == "auto-torch"
+    with pytest.raises(MemoError, match="pip install openvino"):
+        pick_engine("openvino", CPU, "fp32")
+
+
+def test_converted_once_then_read_back(tiny, monkeypatch):
+    model = tiny.model.eval()
+    x = inputs(model)
+    first = OpenVINOBackbone(model, "fp32", "tiny-x", engine_cache_dir())(x)
+    saved = sorted(p.name for p in engine_cache_dir().iterdir())
+    assert len(saved) == 2 and saved[0].endswith(".bin") and saved[1].endswith(".xml")
+
+    ov = engines.import_openvino()
+    monkeypatch.setattr(ov, "convert_model", lambda *a, **k: pytest.fail("converted again"))
+    again = OpenVINOBackbone(model, "fp32", "tiny-x", engine_cache_dir())(x)
+    for a, b in zip(first, again, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_a_damaged_converted_file_is_converted_again(tiny):
+    model = tiny.model.eval()
+    x = inputs(model)
+    expected = OpenVINOBackbone(model, "fp32", "tiny-x", engine_cache_dir())(x)
+    xml = next(engine_cache_dir().glob("*.xml"))
+    xml.write_text("<net", encoding="utf-8")
+    got = OpenVINOBackbone(model, "fp32", "tiny-x", engine_cache_dir())(x)
+    for a, b in zip(expected, got, strict=True):
+        torch.testing.assert_close(a, b)
+    assert xml.read_text(encoding="utf-8").startswith("<?xml")  # replaced by a good one
+
+
+def test_an_unwritable_cache_folder_costs_only_the_conversion(tiny, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x", encoding="utf-8")
+    model = tiny.model.eval()
+    pooled = OpenVINOBackbone(model, "fp32", "tiny-x", blocker / "engines")(inputs(model))
+    assert len(pooled) == len(model.block_names)
+    assert blocker.read_text(encoding="utf-8") == "x"
+
+
+def test_openvino_sends_no_telemetry_and_writes_nothing_home(tmp_path):
+    """Importing OpenVINO and converting a network must not create OpenVINO's client id
+    (``~/intel``) nor load its telemetry sender."""
+    code = (
+        "import sys, torch\n"
+        "from memocli.engines import import_openvino\n"
+        "ov = import_openvino()\n"
+        "ov.convert_model(torch.nn.Conv2d(3, 4, 3), example_input=torch.zeros(1, 3, 8, 8))\n"
+        "print(sys.modules.get('openvino_telemetry'))\n"
+    )
+    env = {**os.environ, "HOME": str(tmp_path), "USERPROFILE": str(tmp_path)}
+    env.pop("CI", None)  # OpenVINO's own opt-out for CI must not be what passes this test
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=300)
+    assert out.stdout.strip() == "None"
+    assert not (tmp_path / "intel").exists()
+
+
+def test_score_with_each_engine_caches_each_apart(make_photos, tiny_checkpoint):
+    folder = make_photos(3)[0].parent
+    first = invoke(["score", str(folder), "-w", str(tiny_checkpoint), "--engine", "openvino",
+                    "--precision", "fp32", "--json"])
+    assert "-ov" in first.output and "3 scored now" in first.stderr
+    again = invoke(["score", str(folder), "-w", str(tiny_checkpoint), "--engine", "torch",
+                    "--precision", "fp32", "--json"])
+    assert "3 scored now" in again.stderr and "-ov" not in again.stdout
+    cached = invoke(["score", str(folder), "-w", str(tiny_checkpoint), "--engine", "openvino",
+                     "--precision", "fp32", "--json"])
+    assert "3 from the cache" in cached.stderr
+
+
+def test_score_verbose_names_the_cpu_features_and_engine(make_photos, tiny_checkpoint, caplog):
+    folder = make_photos(2)[0].parent
+    try:
+        invoke(["-v", "score", str(folder), "-w", str(tiny_checkpoint), "--no-cache"])
+    finally:
+        logging.getLogger("memocli").setLevel(logging.NOTSET)
+    assert "with OpenVINO" in caplog.text
+    line = next(s for s in caplog.text.splitlines() if "CPU " in s)
+    for feature in ("avx2", "avx512", "vnni", "bf16", "amx"):
+        assert feature in line
+
+
+def test_unusable_engine_request_is_one_line_error(make_photos, tiny_checkpoint):
+    folder = make_photos(1)[0].parent
+    result = invoke(["score", str(folder), "-w", str(tiny_checkpoint), "--engine", "openvino",
+                     "--precision", "fp16", "--no-cache"], code=1)
+    assert "--engine openvino: it runs fp32 or bf16, not fp16" in result.output
+    assert "Traceback" not in result.output
