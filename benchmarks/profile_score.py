@@ -17,7 +17,10 @@ calls it, and is timed with ``time.perf_counter`` after one warm-up call:
 
 The network and head run in float32 and, on a CPU with native bfloat16
 (:func:`memocli.device.native_bf16_cpu`), also in the Predictor's bf16 policy (stem and
-layer1 in float32, layers 2-4 under autocast): a second column. Stages run one after the
+layer1 in float32, layers 2-4 under autocast), each with torch and, when it is installed,
+with OpenVINO (``--engine``): one column each. OpenVINO runs the backbone as one compiled
+network, so its column has the whole pass only; torch's has each stage too (indented, a
+breakdown of the whole pass, which is what the total counts). Stages run one after the
 other, so the total is what a photo costs when nothing overlaps; ``memo score`` hashes and
 reads EXIF in threads and decodes in worker processes alongside the model. Files are read
 from the page cache once the hash stage has read them (as in ``memo score``). Start-up
@@ -32,6 +35,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -44,6 +48,7 @@ import torch
 from memocli.cache import Cache, ImageMeta
 from memocli.data import load_image
 from memocli.device import native_bf16_cpu
+from memocli.engines import openvino_installed
 from memocli.exif import read_image_meta
 from memocli.files import default_weights_path, hash_file
 from memocli.model import STAGES
@@ -157,10 +162,14 @@ def time_sqlite(files: list[tuple[str, str, int, int]], metas: dict[str, ImageMe
 
 def profile_model(predictor: Predictor, batches: list[torch.Tensor]
                   ) -> tuple[dict[str, float], float, list[float], list[bytes]]:
-    """Per-stage and head ms per photo of ``predictor``, its whole-pass ms per photo, and
-    its scores and feature vectors."""
-    rows = time_stages(stages(predictor), batches)
-    whole, pooled = time_network(predictor_engine(predictor), batches)
+    """Per-stage (torch only) and head ms per photo of ``predictor``, its whole-pass ms per
+    photo, and its scores and feature vectors."""
+    if predictor.engine == "openvino":
+        rows = {}
+        whole, pooled = time_network(predictor.openvino_backbone(), batches)
+    else:
+        rows = time_stages(stages(predictor), batches)
+        whole, pooled = time_network(predictor_engine(predictor), batches)
     rows["head"], raw = time_each(lambda p: predictor.model.head(p).float(), pooled,
                                   photos_in(batches))
     scores = [s for batch in raw for s in batch.tolist()]
@@ -178,14 +187,18 @@ def pick_photos(folder: Path, limit: int) -> list[Path]:
 
 def print_table(rows: dict[str, list[float]], columns: list[str]) -> None:
     """The Markdown table: each stage's ms per photo and share of the total, per column,
-    then the total and the photos/s it implies."""
-    totals = [sum(r[c] for r in rows.values()) for c in range(len(columns))]
+    then the total and the photos/s it implies. Rows named with a leading space break the
+    backbone's whole pass down (not counted twice; NaN where the engine cannot)."""
+    totals = [sum(r[c] for name, r in rows.items() if not name.startswith(" "))
+              for c in range(len(columns))]
     head = "| stage |" + "".join(f" {c} ms/photo | {c} % |" for c in columns)
     print(head)
     print("|---|" + "---:|---:|" * len(columns))
     for name, values in rows.items():
-        print(f"| {name} |" + "".join(f" {v:.3f} | {v / t:.1%} |"
-                                      for v, t in zip(values, totals, strict=True)))
+        label = f"&nbsp;&nbsp;{name.strip()}" if name.startswith(" ") else name
+        print(f"| {label} |" + "".join(
+            " – | |" if math.isnan(v) else f" {v:.3f} | {v / t:.1%} |"
+            for v, t in zip(values, totals, strict=True)))
     print("| **total** |" + "".join(f" **{t:.2f}** | 100% |" for t in totals))
     print("| photos/s (serial) |" + "".join(f" {1000 / t:.1f} | |" for t in totals))
 
@@ -202,8 +215,10 @@ def main() -> None:
 
     paths = pick_photos(args.photos, args.limit)
     n = len(paths)
-    fp32 = Predictor.from_checkpoint(default_weights_path(), "cpu", "fp32")
-    predictors = [fp32, fp32.in_precision("bf16")] if native_bf16_cpu() else [fp32]
+    fp32 = Predictor.from_checkpoint(default_weights_path(), "cpu", "fp32", engine="torch")
+    precisions = ["fp32", "bf16"] if native_bf16_cpu() else ["fp32"]
+    engines = ["torch", "openvino"] if openvino_installed() else ["torch"]
+    predictors = [fp32.in_precision(p, e) for e in engines for p in precisions]
     print(f"profiling {n} photos ...", file=sys.stderr, flush=True)
 
     shared: dict[str, float] = {}
@@ -218,25 +233,28 @@ def main() -> None:
              for p, h, st in zip(paths, hashes, stats, strict=True)]
     by_hash = dict(zip(hashes, metas, strict=True))
 
+    stage_names = ["stem", *STAGES]
     rows: dict[str, list[float]] = {}
-    wholes = []
     with torch.inference_mode():
         for predictor in predictors:
-            print(f"network in {predictor.dtype_name} ...", file=sys.stderr, flush=True)
+            print(f"network in {predictor.dtype_name} with {predictor.engine} ...",
+                  file=sys.stderr, flush=True)
             model_rows, whole, scores, features = profile_model(predictor, batches)
             sqlite = time_sqlite(files, by_hash, predictor.model_id,
                                  list(zip(hashes, scores, strict=True)),
                                  list(zip(hashes, features, strict=True)), args.batch_size)
-            for name, ms in {**shared, **model_rows, "SQLite": sqlite}.items():
+            breakdown = {f"  {name}": model_rows.get(name, float("nan"))
+                         for name in stage_names}
+            for name, ms in {**shared, "backbone": whole, **breakdown,
+                             "head": model_rows["head"], "SQLite": sqlite}.items():
                 rows.setdefault(name, []).append(ms)
-            wholes.append(whole)
 
-    columns = [p.dtype_name for p in predictors]
+    columns = [f"{p.engine} {p.dtype_name}" for p in predictors]
     print(f"machine: {machine()}; {torch.get_num_threads()} torch threads")
     print(f"{n} photos from {args.photos}, batches of {args.batch_size}, channels-last\n")
     print_table(rows, columns)
-    print("\nwhole backbone pass (stages chained, no timer between them): "
-          + ", ".join(f"{c} {w:.2f} ms/photo" for c, w in zip(columns, wholes, strict=True)))
+    print("\nbackbone: the whole pass (stages chained, no timer between them); its "
+          "breakdown, timed stage by stage, adds the timers' overhead")
 
 
 if __name__ == "__main__":

@@ -12,12 +12,18 @@ once by upscaling some of them — it runs, alternating, as separate processes:
 and prints photos/s, the peak resident memory of each process tree, and memo/ResMem.
 Photos/s leave out each tool's start-up (Python, torch, loading the model), measured once on
 a single photo, so sets of different sizes compare fairly; the wall time includes it. With
-``--fp32`` it also runs memo with ``--precision fp32`` and reports the largest score
-difference from the default precision. Needs ``pip install resmem``; installs nothing and is
-not part of ``make test``. Record results in ``docs/performance.md``.
+``--fp32`` it also runs memo with ``--precision fp32 --engine torch`` (the reference) and
+reports the largest score difference from it. ``--precision`` and ``--engine`` choose
+memo's path: ``--precision fp32`` is the path of CPUs without bfloat16 (AVX2 machines).
+
+It ends with the machine's CPU features, the path memo took, and the roofline
+(``roofline.py``): GFLOP/s each tool reached once started, against the best matrix-product
+rate measured on the same cores. Needs ``pip install resmem``; installs nothing and is not
+part of ``make test``. Record results in ``docs/performance.md``.
 
 Usage:
     python benchmarks/score_speed.py [--photos DIR] [--limit 500] [--big 100] [--fp32]
+                                     [--precision auto] [--engine auto]
                                      [--device auto] [--work /tmp/memo-speed]
 """
 
@@ -93,16 +99,39 @@ def make_big(small: Path, count: int, into: Path) -> Path:
     return into
 
 
-def memo_cmd(folder: Path, db: Path, device: str, precision: str = "auto") -> list[str]:
+@dataclass
+class MemoPath:
+    """memo's path: ``--device``, ``--precision`` and ``--engine`` as asked."""
+
+    device: str = "auto"
+    precision: str = "auto"
+    engine: str = "auto"
+
+    def resolved(self) -> str:
+        """``'cpu, bf16, openvino'``: what memo picks for these options here."""
+        from memocli.device import pick_device, pick_dtype
+        from memocli.engines import pick_engine
+        from memocli.predictor import DTYPE_NAMES
+
+        device = pick_device(self.device)
+        dtype = DTYPE_NAMES[pick_dtype(self.precision, device)]
+        return f"{device}, {dtype}, {pick_engine(self.engine, device, dtype)}"
+
+
+REFERENCE = "fp32", "torch"  # --fp32: full float32 in torch, what scores are held to
+
+
+def memo_cmd(folder: Path, db: Path, path: MemoPath) -> list[str]:
     return [sys.executable, "-m", "memocli", "score", str(folder), "--csv", "-s",
-            "--cache", str(db), "--device", device, "--precision", precision]
+            "--cache", str(db), "--device", path.device, "--precision", path.precision,
+            "--engine", path.engine]
 
 
 def scores_by_name(csv_text: str) -> dict[str, float]:
     return {Path(r["path"]).name: float(r["raw_score"]) for r in csv.DictReader(csv_text.splitlines())}
 
 
-def startups(small: Path, work: Path, device: str) -> dict[str, float]:
+def startups(small: Path, work: Path, path: MemoPath) -> dict[str, float]:
     """Seconds each tool needs before its first photo: a cold run on a one-photo folder."""
     one = work / "one"
     shutil.rmtree(one, ignore_errors=True)
@@ -112,29 +141,33 @@ def startups(small: Path, work: Path, device: str) -> dict[str, float]:
     db = work / "one.db"
     for stale in work.glob("one.db*"):
         stale.unlink()
-    return {"memo": timed(memo_cmd(one, db, device)).seconds,
-            "resmem": timed(resmem_cmd(one, device)).seconds}
+    timed(memo_cmd(one, db, path))  # converts the network for this engine once (kept)
+    for stale in work.glob("one.db*"):
+        stale.unlink()
+    return {"memo": timed(memo_cmd(one, db, path)).seconds,
+            "resmem": timed(resmem_cmd(one, path.device)).seconds}
 
 
 def resmem_cmd(folder: Path, device: str) -> list[str]:
     return [sys.executable, str(HERE / "resmem_score.py"), str(folder), "--device", device]
 
 
-def bench_set(name: str, folder: Path, work: Path, device: str, fp32: bool) -> dict:
+def bench_set(name: str, folder: Path, work: Path, path: MemoPath, fp32: bool) -> dict:
     n = len(list(folder.iterdir()))
     db = work / f"{name}.db"
     for stale in work.glob(f"{name}.db*"):
         stale.unlink()
     print(f"[{name}] {n} photos: memo first scan ...", file=sys.stderr, flush=True)
-    first = timed(memo_cmd(folder, db, device))
+    first = timed(memo_cmd(folder, db, path))
     print(f"[{name}] ResMem ...", file=sys.stderr, flush=True)
-    resmem = timed(resmem_cmd(folder, device))
+    resmem = timed(resmem_cmd(folder, path.device))
     print(f"[{name}] memo cached re-scan ...", file=sys.stderr, flush=True)
-    cached = timed(memo_cmd(folder, db, device))
+    cached = timed(memo_cmd(folder, db, path))
     row = {"set": name, "photos": n, "first": first, "cached": cached, "resmem": resmem}
     if fp32:
-        print(f"[{name}] memo first scan, --precision fp32 ...", file=sys.stderr, flush=True)
-        ref = timed(memo_cmd(folder, work / f"{name}-fp32.db", device, "fp32"))
+        print(f"[{name}] memo first scan, reference {REFERENCE} ...", file=sys.stderr,
+              flush=True)
+        ref = timed(memo_cmd(folder, work / f"{name}-fp32.db", MemoPath(path.device, *REFERENCE)))
         for stale in work.glob(f"{name}-fp32.db*"):
             stale.unlink()
         fast, exact = scores_by_name(first.stdout), scores_by_name(ref.stdout)
@@ -146,11 +179,11 @@ def bench_set(name: str, folder: Path, work: Path, device: str, fp32: bool) -> d
 def machine() -> str:
     import torch
 
-    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
-    cpu = caps.get("cpu_name") or platform.processor() or platform.machine()
+    from memocli.machine import describe_cpu
+
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return (f"{cpu}, {os.cpu_count()} logical cores{gpu}; Python {platform.python_version()}, "
-            f"torch {torch.__version__}")
+    return (f"{describe_cpu()}, {os.cpu_count()} logical{gpu}; "
+            f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
 def main() -> None:
@@ -159,8 +192,11 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=500, help="photos of the first set (0: all)")
     parser.add_argument("--big", type=int, default=100, help="4000x3000 photos (0: skip)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", help="memo's --precision")
+    parser.add_argument("--engine", default="auto", help="memo's --engine")
     parser.add_argument("--fp32", action="store_true",
-                        help="also time memo --precision fp32 and compare the scores")
+                        help="also time memo --precision fp32 --engine torch and compare the "
+                             "scores")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "memo-speed")
     args = parser.parse_args()
 
@@ -170,13 +206,16 @@ def main() -> None:
     if args.big:
         sets.append(("12mp", make_big(small, args.big, work / f"big-{BIG_SIZE[0]}")))
     print("start-up of each tool (one photo) ...", file=sys.stderr, flush=True)
-    start = startups(small, work, args.device)
-    rows = [bench_set(name, folder, work, args.device, args.fp32) for name, folder in sets]
+    path = MemoPath(args.device, args.precision, args.engine)
+    start = startups(small, work, path)
+    rows = [bench_set(name, folder, work, path, args.fp32) for name, folder in sets]
 
     def rate(run: Run, n: int, tool: str = "memo") -> float:
         return n / max(run.seconds - start[tool], 1e-9)
 
-    print(f"machine: {machine()}; --device {args.device}")
+    print(f"machine: {machine()}")
+    print(f"memo: --device {path.device} --precision {path.precision} --engine {path.engine}"
+          f" -> {path.resolved()}")
     print(f"start-up: memo {start['memo']:.1f} s, ResMem {start['resmem']:.1f} s")
     header = (f"{'set':<7} {'photos':>6} {'memo s':>7} {'memo img/s':>10} {'ResMem s':>8} "
               f"{'ResMem img/s':>12} {'ratio':>6} {'re-scan s':>9} {'memo MiB':>8} "
@@ -198,6 +237,26 @@ def main() -> None:
         ratio = rate(rows[1]["first"], rows[1]["photos"]) / rate(rows[0]["first"],
                                                                 rows[0]["photos"])
         print(f"12 MP photos are scored at {ratio:.0%} of the rate of small ones")
+    print_roofline(rate(rows[0]["first"], rows[0]["photos"]),
+                   rate(rows[0]["resmem"], rows[0]["photos"], "resmem"), path)
+
+
+def print_roofline(memo_rate: float, resmem_rate: float, path: MemoPath) -> None:
+    """GFLOP/s each tool reached on the first set, against the measured peak."""
+    import roofline
+
+    print("roofline (first set, once started):")
+    peaks = roofline.gemm_peaks()
+    memo_peak = peaks.get("bf16" if ", bf16," in path.resolved() else "fp32", peaks["fp32"])
+    for tool, photos_s, gflop, peak in (
+            ("memo", memo_rate, roofline.memo_gflop(), memo_peak),
+            ("ResMem", resmem_rate, roofline.resmem_gflop(), peaks["fp32"])):
+        if gflop is not None:
+            print(f"  {tool}: {gflop:.2f} GFLOP/photo x {photos_s:.1f} photos/s = "
+                  f"{gflop * photos_s:.0f} GFLOP/s, {gflop * photos_s / peak:.0%} of "
+                  f"{peak:.0f} GFLOP/s")
+    print("  peak: best measured matrix product, " + ", ".join(
+        f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))
 
 
 if __name__ == "__main__":

@@ -154,7 +154,7 @@ class OpenVINOBackbone:
         if path is not None and path.exists():
             try:
                 return self.core.read_model(path)
-            except Exception as e:  # a damaged file: convert again and replace it
+            except RuntimeError as e:  # a damaged file: convert again and replace it
                 log.info("cannot read converted network %s (%s); converting again", path, e)
         shape = [-1, *example.shape[1:]]
         with warnings.catch_warnings():  # torch.jit.trace's deprecation, not the user's concern
