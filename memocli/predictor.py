@@ -192,8 +192,9 @@ class Predictor:
     @torch.inference_mode()
     def predict(self, batch: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """:meth:`forward` on a batch of network inputs from anywhere (moved to the device)."""
-        x = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        return self.forward(x)
+        layout = torch.contiguous_format if self.engine == "openvino" else self.memory_format
+        return self.forward(batch.to(self.device, non_blocking=True).contiguous(
+            memory_format=layout))
 
     def iter_predictions(self, paths: Sequence[str | os.PathLike], batch_size: int | None = None,
                          workers: int | None = None) -> Iterator[BatchResult]:
