@@ -103,6 +103,15 @@ def engine_cache_dir() -> Path:
     return default_cache_path().parent / "engines"
 
 
+def converted_networks(folder: Path | None = None) -> dict:
+    """What the folder of converted networks holds (default :func:`engine_cache_dir`):
+    ``{"path", "networks", "size_bytes"}``, zeros when it does not exist."""
+    folder = folder or engine_cache_dir()
+    files = [f for f in folder.glob("*") if f.is_file()] if folder.is_dir() else []
+    return {"path": str(folder), "networks": sum(f.suffix == ".xml" for f in files),
+            "size_bytes": sum(f.stat().st_size for f in files)}
+
+
 class OpenVINOBackbone:
     """A V-Net's backbone compiled by OpenVINO for the CPU.
 

@@ -3,6 +3,7 @@ never any telemetry; and the choice of engine."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -169,3 +170,15 @@ def test_unusable_engine_request_is_one_line_error(make_photos, tiny_checkpoint)
                      "--precision", "fp16", "--no-cache"], code=1)
     assert "--engine openvino: it runs fp32 or bf16, not fp16" in result.output
     assert "Traceback" not in result.output
+
+
+def test_cache_info_lists_the_converted_networks(make_photos, tiny_checkpoint, tmp_path):
+    folder = make_photos(2)[0].parent
+    db = tmp_path / "c.db"
+    invoke(["score", str(folder), "-w", str(tiny_checkpoint), "--cache", str(db),
+            "--engine", "openvino", "--precision", "fp32", "-s"])
+    facts = json.loads(invoke(["cache", "info", "--cache", str(db), "--json"]).stdout)
+    assert facts["engines"]["path"] == str(engine_cache_dir())
+    assert facts["engines"]["networks"] == 1 and facts["engines"]["size_bytes"] > 0
+    text = invoke(["cache", "info", "--cache", str(db)]).stdout
+    assert f"engines:  {engine_cache_dir()}  1 converted network(s)" in text

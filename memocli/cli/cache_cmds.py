@@ -97,6 +97,7 @@ def info(cache_path, as_json):
       memo cache info --cache demo-out/memo.db --json
     """
     from ..cache import Cache
+    from ..engines import converted_networks
 
     path = _existing_cache_path(cache_path)
     if not path.is_file():
@@ -107,8 +108,9 @@ def info(cache_path, as_json):
         return
     with Cache(path) as db:
         facts = db.info()
+    engines = converted_networks()
     if as_json:
-        click.echo(dumps_json({**facts, "exists": True}, indent=2))
+        click.echo(dumps_json({**facts, "exists": True, "engines": engines}, indent=2))
         return
     rows = facts["rows"]
     click.echo(f"cache:    {for_terminal(facts['path'])}")
@@ -120,6 +122,10 @@ def info(cache_path, as_json):
         where = f"  {', '.join(m['checkpoints'])}" if m["checkpoints"] else ""
         click.echo(for_terminal(f"  {m['model']}  {m['scores']} score(s), "
                                 f"last {m['last_scored']}{where}"))
+    if engines["networks"]:
+        click.echo(for_terminal(f"engines:  {engines['path']}  {engines['networks']} converted "
+                                f"network(s), {_human_size(engines['size_bytes'])} "
+                                "(OpenVINO; delete the folder to reclaim the space)"))
 
 
 def _human_size(n: int) -> str:
