@@ -183,10 +183,19 @@ class Predictor:
         return model.head(pooled).float(), pooled
 
     def openvino_backbone(self) -> OpenVINOBackbone:
-        """The backbone compiled by OpenVINO (converted once per machine, then read back)."""
+        """The backbone compiled by OpenVINO (converted once per machine, then read back).
+
+        Raises:
+            MemoError: OpenVINO cannot convert or compile this model.
+        """
         if self._openvino is None:
-            self._openvino = OpenVINOBackbone(self.model, self.dtype_name, self.checkpoint_id,
-                                              engine_cache_dir())
+            try:
+                self._openvino = OpenVINOBackbone(self.model, self.dtype_name,
+                                                  self.checkpoint_id, engine_cache_dir())
+            except (RuntimeError, ImportError) as e:  # OpenVINO's errors are RuntimeErrors
+                reason = " ".join(str(e).split())[:300] or type(e).__name__  # one line
+                raise MemoError(f"checkpoint {self.origin or self.checkpoint_id}: OpenVINO "
+                                f"cannot run it ({reason}); use --engine torch") from None
         return self._openvino
 
     @torch.inference_mode()

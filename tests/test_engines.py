@@ -182,3 +182,19 @@ def test_cache_info_lists_the_converted_networks(make_photos, tiny_checkpoint, t
     assert facts["engines"]["networks"] == 1 and facts["engines"]["size_bytes"] > 0
     text = invoke(["cache", "info", "--cache", str(db)]).stdout
     assert f"engines:  {engine_cache_dir()}  1 converted network(s)" in text
+
+
+def test_openvino_failing_on_a_model_is_one_line_error(make_photos, tiny_checkpoint,
+                                                       monkeypatch):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Exception from src/core/convert.cpp:42:\nunsupported operation")
+
+    monkeypatch.setattr(engines.import_openvino(), "convert_model", refuse)
+    folder = make_photos(2)[0].parent
+    result = invoke(["score", str(folder), "-w", str(tiny_checkpoint), "--engine", "openvino",
+                     "--no-cache"], code=1)
+    assert ("OpenVINO cannot run it (Exception from src/core/convert.cpp:42: unsupported "
+            "operation); use --engine torch") in result.output
+    assert "Traceback" not in result.output
+    assert invoke(["score", str(folder), "-w", str(tiny_checkpoint), "--engine", "torch",
+                   "--no-cache", "-s"]).exit_code == 0
