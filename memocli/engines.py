@@ -162,9 +162,12 @@ class OpenVINOBackbone:
         path = cache_dir / f"{name}.xml" if cache_dir is not None else None
         if path is not None and path.exists():
             try:
-                return self.core.read_model(path)
+                network = self.core.read_model(path)
+                log.info("OpenVINO network read from %s", path)
+                return network
             except RuntimeError as e:  # a damaged file: convert again and replace it
                 log.info("cannot read converted network %s (%s); converting again", path, e)
+        log.info("converting the network for OpenVINO (once per model and machine)")
         shape = [-1, *example.shape[1:]]
         with warnings.catch_warnings():  # torch.jit.trace's deprecation, not the user's concern
             warnings.simplefilter("ignore", FutureWarning)
@@ -187,11 +190,14 @@ class OpenVINOBackbone:
             ov.save_model(network, tmp, compress_to_fp16=False)
             os.replace(tmp.with_suffix(".bin"), path.with_suffix(".bin"))
             os.replace(tmp, path)
+            log.info("converted network kept in %s", path)
         except (OSError, RuntimeError) as e:  # RuntimeError: OpenVINO could not write
             log.info("cannot keep the converted network in %s (%s)", path.parent, e)
             for leftover in (tmp, tmp.with_suffix(".bin")):
                 with contextlib.suppress(OSError):
                     leftover.unlink(missing_ok=True)
+            return
+        _forget_other_versions(path)
 
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Pooled features of every residual block for the network input ``x``."""
@@ -206,3 +212,13 @@ class OpenVINOBackbone:
                 data, arrays = arrays[0], arrays[1:]
             pooled += [torch.from_numpy(a.copy()) for a in arrays]
         return pooled
+
+
+def _forget_other_versions(path: Path) -> None:
+    """Delete the same network converted by other OpenVINO versions (never read again once
+    OpenVINO is upgraded), keeping the folder from growing with every upgrade."""
+    prefix = path.stem.rsplit("-ov", 1)[0]
+    for old in path.parent.glob(f"{prefix}-ov*"):
+        if old.stem != path.stem and ".tmp" not in old.name:
+            with contextlib.suppress(OSError):
+                old.unlink()

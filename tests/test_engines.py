@@ -198,3 +198,16 @@ def test_openvino_failing_on_a_model_is_one_line_error(make_photos, tiny_checkpo
     assert "Traceback" not in result.output
     assert invoke(["score", str(folder), "-w", str(tiny_checkpoint), "--engine", "torch",
                    "--no-cache", "-s"]).exit_code == 0
+
+
+def test_an_openvino_upgrade_replaces_the_old_converted_network(tiny):
+    model = tiny.model.eval()
+    folder = engine_cache_dir()
+    folder.mkdir(parents=True)
+    stale = [folder / "tiny-x-stages04-ov2020.1.xml", folder / "tiny-x-stages04-ov2020.1.bin"]
+    other = folder / "other-stages04-ov2020.1.xml"  # another model's: kept
+    for f in (*stale, other):
+        f.write_text("old", encoding="utf-8")
+    OpenVINOBackbone(model, "fp32", "tiny-x", folder)(inputs(model))
+    assert not any(f.exists() for f in stale) and other.exists()
+    assert len(list(folder.glob("tiny-x-stages04-ov*.xml"))) == 1
