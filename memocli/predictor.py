@@ -183,15 +183,19 @@ class Predictor:
         return model.head(pooled).float(), pooled
 
     def openvino_backbone(self) -> OpenVINOBackbone:
-        """The backbone compiled by OpenVINO (converted once per machine, then read back).
+        """The backbone compiled by OpenVINO (converted once per machine, then read back;
+        a model in memory without a checkpoint id, whose weights have no name to be filed
+        under, is converted in memory every time).
 
         Raises:
             MemoError: OpenVINO cannot convert or compile this model.
         """
         if self._openvino is None:
             try:
+                named = self.checkpoint_id != self.cfg.name
                 self._openvino = OpenVINOBackbone(self.model, self.dtype_name,
-                                                  self.checkpoint_id, engine_cache_dir())
+                                                  self.checkpoint_id,
+                                                  engine_cache_dir() if named else None)
             except (RuntimeError, ImportError) as e:  # OpenVINO's errors are RuntimeErrors
                 reason = " ".join(str(e).split())[:300] or type(e).__name__  # one line
                 raise MemoError(f"checkpoint {self.origin or self.checkpoint_id}: OpenVINO "

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from conftest import invoke
+from conftest import invoke, tiny_checkpoint_at
 
 from memocli import engines
 from memocli.checkpoint import load_checkpoint
@@ -211,3 +211,17 @@ def test_an_openvino_upgrade_replaces_the_old_converted_network(tiny):
     OpenVINOBackbone(model, "fp32", "tiny-x", folder)(inputs(model))
     assert not any(f.exists() for f in stale) and other.exists()
     assert len(list(folder.glob("tiny-x-stages04-ov*.xml"))) == 1
+
+
+def test_models_without_a_checkpoint_id_are_never_filed_under_one_name(tmp_path):
+    """Two different in-memory models named only by their architecture must not share a
+    converted network."""
+    first, second = (load_checkpoint(tiny_checkpoint_at(tmp_path / f"{s}.pt", seed=s),
+                                     device="cpu").model for s in (1, 2))
+    x = inputs(first)
+    a = Predictor(first, CPU, "fp32", engine="openvino").predict(x)[0]
+    b = Predictor(second, CPU, "fp32", engine="openvino").predict(x)[0]
+    torch.testing.assert_close(b, Predictor(second, CPU, "fp32").predict(x)[0],
+                               rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(a, b)
+    assert not engine_cache_dir().exists()
