@@ -1,6 +1,6 @@
 """The inference engine that runs the backbone: torch, or OpenVINO on a CPU.
 
-On a CPU, OpenVINO runs the ResNet backbone about 1.5x faster than torch in float32 (batch
+On a CPU, OpenVINO runs the ResNet backbone about 1.4x faster than torch in float32 (batch
 norm folded into the convolutions, fused kernels) and, with bfloat16 hardware, about 1.3x
 faster than torch's bfloat16, with scores closer to float32 (``docs/performance.md``). It
 computes what :meth:`memocli.predictor.Predictor.forward` computes in torch: the pooled
