@@ -11,8 +11,7 @@ Tables (see ``docs/scoring.md``):
 * ``checkpoints(path, device, precision, engine, preprocessing, size, mtime_ns, model)``: the
   model id a checkpoint file scores under with that ``--device``, ``--precision`` and
   ``--engine`` (as asked, ``auto`` included) and preprocessing version, as of its size and
-  mtime, so a cached
-  re-scan need not hash the checkpoint or import torch.
+  mtime, so a cached re-scan need not hash the checkpoint or import torch.
 * ``features(content_hash, model, vector)``: the model's L2-normalised pooled last-block
   features (float16 bytes), written with the score, for finding bursts.
 

@@ -131,8 +131,9 @@ def explain_images(
         except OSError as e:
             raise MemoError(f"{folder}: cannot create output folder ({os_reason(e)})") from None
     targets = output_paths(sources, folder, HEATMAP_SUFFIX if heatmap_only else OVERLAY_SUFFIX)
-    return _explain_batches(predictor.in_precision("fp32", engine="torch"), sources, targets, layer, alpha,
-                            side_by_side, heatmap_only, batch_size, threads or decode_threads())
+    gradients = predictor.in_precision("fp32", engine="torch")  # Grad-CAM needs torch
+    return _explain_batches(gradients, sources, targets, layer, alpha, side_by_side,
+                            heatmap_only, batch_size, threads or decode_threads())
 
 
 @dataclass

@@ -86,9 +86,9 @@ class ModelSource:
 
     Its model id comes from the cache when the checkpoint file is unchanged since it was
     last loaded with the same ``device``, ``precision`` and ``engine`` (no hashing, no
-    torch); the
-    :class:`~memocli.predictor.Predictor` itself is built only on :meth:`load`. Once the
-    run is over (``cache`` None: it may be closed) a load remembers nothing.
+    torch); the :class:`~memocli.predictor.Predictor` itself is built only on
+    :meth:`load`. Once the run is over (``cache`` None: it may be closed) a load remembers
+    nothing.
     """
 
     def __init__(self, weights: str | os.PathLike, cache: Cache | None, device: str = "auto",

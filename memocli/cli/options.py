@@ -44,7 +44,7 @@ def engine_option(f):
     return click.option(
         "--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
         envvar="MEMO_ENGINE",
-        help="auto: OpenVINO on the CPU when it is installed (about 1.5x faster there), "
+        help="auto: OpenVINO on the CPU when it is installed (about 1.4x faster there), "
              "torch on GPUs. Scores agree within 0.01.",
     )(f)
 
