@@ -152,7 +152,9 @@ def test_score_with_each_engine_caches_each_apart(make_photos, tiny_checkpoint):
     assert "3 from the cache" in cached.stderr
 
 
-def test_score_verbose_names_the_cpu_features_and_engine(make_photos, tiny_checkpoint, caplog):
+def test_score_verbose_names_the_cpu_features_and_engine(make_photos, tiny_checkpoint, caplog,
+                                                         monkeypatch):
+    monkeypatch.delenv("MEMO_ENGINE")  # the default, auto
     folder = make_photos(2)[0].parent
     try:
         invoke(["-v", "score", str(folder), "-w", str(tiny_checkpoint), "--no-cache"])

@@ -47,7 +47,7 @@ def forbid_model_and_hashing(monkeypatch):
 
 def model_scores(ckpt, paths):
     """What the model says about each file, computed directly (no CLI, no cache)."""
-    predictor = Predictor.from_checkpoint(ckpt, "cpu")
+    predictor = Predictor.from_checkpoint(ckpt, "cpu", engine="torch")
     out = {}
     for batch in predictor.iter_predictions(paths, 4, 0):
         out.update({paths[i].name: s for i, s in zip(batch.indices, batch.scores, strict=True)})
@@ -65,7 +65,8 @@ def test_ranking_follows_the_model_scores(tmp_path, make_photos, tiny_checkpoint
     for r in rows:
         assert r["raw_score"] == pytest.approx(expected[Path(r["path"]).name], abs=1e-5)
         assert r["score"] == pytest.approx(min(1, max(0, r["raw_score"])), abs=1e-6)
-        assert r["model_id"] == Predictor.from_checkpoint(tiny_checkpoint, "cpu").model_id
+        assert r["model_id"] == Predictor.from_checkpoint(tiny_checkpoint, "cpu",
+                                                          engine="torch").model_id
         assert (r["width"], r["height"]) == (48, 40)
     assert rows[0]["percentile"] == 100.0 and rows[-1]["percentile"] == 0.0
     assert rows[3]["percentile"] == 50.0
