@@ -139,17 +139,21 @@ class OpenVINOBackbone:
         # stage 1 whose rounding every later block would carry, then bfloat16.
         parts = ([(0, len(STAGES), None)] if dtype_name == "fp32"
                  else [(0, 1, None), (1, len(STAGES), dtype_name)])
-        self.requests = []
+        self.parts: list[list] = []  # per part, its infer requests: one per stream
         example = torch.zeros(1, 3, size, size)
         version = re.sub(r"[^\w.]+", "_", ov.__version__)  # '2026.4.1-22982-…/2026/4'
         for first, last, dtype in parts:
             module = StageSlice(model, first, last).eval()
             name = f"{checkpoint_id}-stages{first}{last}-ov{version}"
             network = self._converted(module, example, name, cache_dir)
-            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
+            # Throughput mode: OpenVINO splits the cores into streams (2 of 1 thread each on
+            # 2 cores), and each batch is split among them: 10% faster in float32 and 4% in
+            # bfloat16 than all threads on one request (docs/performance.md).
+            config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": threads,
                       "INFERENCE_PRECISION_HINT": _OV_PRECISION[dtype]}
-            self.requests.append(self.core.compile_model(network, "CPU", config)
-                                 .create_infer_request())
+            compiled = self.core.compile_model(network, "CPU", config)
+            streams = compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+            self.parts.append([compiled.create_infer_request() for _ in range(streams)])
             if last < len(STAGES):
                 with torch.no_grad():
                     example = module(example)[0]
@@ -200,18 +204,27 @@ class OpenVINOBackbone:
         _forget_other_versions(path)
 
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Pooled features of every residual block for the network input ``x``."""
+        """Pooled features of every residual block for the network input ``x``: the batch
+        is split among the streams, each chunk runs through the parts in turn."""
+        import numpy as np
         import torch
 
-        pooled: list[torch.Tensor] = []
-        data = x.contiguous().numpy()
-        for i, request in enumerate(self.requests):
-            outputs = request.infer({0: data})
-            arrays = [outputs[k] for k in range(len(outputs))]
-            if i < len(self.requests) - 1:
-                data, arrays = arrays[0], arrays[1:]
-            pooled += [torch.from_numpy(a.copy()) for a in arrays]
-        return pooled
+        chunks = np.array_split(x.contiguous().numpy(), min(len(self.parts[0]), len(x)))
+        pooled: list[list[np.ndarray]] = [[] for _ in chunks]  # per chunk, per block
+        for i, requests in enumerate(self.parts):
+            running = list(zip(requests, chunks))
+            for request, data in running:
+                request.start_async({0: data})
+            carried = []
+            for (request, _), kept in zip(running, pooled):
+                request.wait()
+                arrays = [request.get_output_tensor(k).data
+                          for k in range(len(request.model_outputs))]
+                if i < len(self.parts) - 1:  # the activation goes on to the next part
+                    carried.append(arrays.pop(0))
+                kept += [a.copy() for a in arrays]
+            chunks = carried
+        return [torch.from_numpy(np.concatenate(block)) for block in zip(*pooled)]
 
 
 def _forget_other_versions(path: Path) -> None:
