@@ -20,6 +20,7 @@ falls back to its own no-op stub.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import logging
 import os
@@ -52,6 +53,14 @@ def import_openvino():
     import openvino
 
     return openvino
+
+
+@functools.cache
+def openvino_core():
+    """The process's one OpenVINO ``Core``, shared by every converted network: OpenVINO
+    expects one per application, and a Core per model has crashed processes that load many
+    (openvinotoolkit/openvino#35338, ultralytics/ultralytics#25864)."""
+    return import_openvino().Core()
 
 
 def openvino_version() -> str:
@@ -132,7 +141,6 @@ class OpenVINOBackbone:
 
         from .model import STAGES, StageSlice
 
-        self.core = ov.Core()
         threads = torch.get_num_threads()
         size = model.cfg.input_size
         # (first stage, last stage, precision): float32 throughout, or a float32 stem and
@@ -151,7 +159,7 @@ class OpenVINOBackbone:
             # bfloat16 than all threads on one request (docs/performance.md).
             config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": threads,
                       "INFERENCE_PRECISION_HINT": _OV_PRECISION[dtype]}
-            compiled = self.core.compile_model(network, "CPU", config)
+            compiled = openvino_core().compile_model(network, "CPU", config)
             streams = compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
             self.parts.append([compiled.create_infer_request() for _ in range(streams)])
             if last < len(STAGES):
@@ -166,7 +174,7 @@ class OpenVINOBackbone:
         path = cache_dir / f"{name}.xml" if cache_dir is not None else None
         if path is not None and path.exists():
             try:
-                network = self.core.read_model(path)
+                network = openvino_core().read_model(path)
                 log.info("OpenVINO network read from %s", path)
                 return network
             except RuntimeError as e:  # a damaged file: convert again and replace it
