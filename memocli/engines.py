@@ -155,8 +155,8 @@ class OpenVINOBackbone:
             name = f"{checkpoint_id}-stages{first}{last}-ov{version}"
             network = self._converted(module, example, name, cache_dir)
             # Throughput mode: OpenVINO splits the cores into streams (2 of 1 thread each on
-            # 2 cores), and each batch is split among them: 10% faster in float32 and 4% in
-            # bfloat16 than all threads on one request (docs/performance.md).
+            # 2 cores), and each batch is split among them: first scans 5-10% faster than
+            # all threads on one request (docs/performance.md).
             config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": threads,
                       "INFERENCE_PRECISION_HINT": _OV_PRECISION[dtype]}
             compiled = openvino_core().compile_model(network, "CPU", config)
