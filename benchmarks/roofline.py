@@ -16,6 +16,7 @@ Run alone it prints them::
 from __future__ import annotations
 
 import time
+import warnings
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -45,7 +46,10 @@ def resmem_gflop() -> float | None:
         from resmem import ResMem
     except ImportError:
         return None
-    return gflop_per_photo(ResMem(pretrained=True).eval(), 227)
+    with warnings.catch_warnings():  # ResMem passes torchvision its deprecated `pretrained`
+        warnings.simplefilter("ignore", UserWarning)
+        model = ResMem(pretrained=True).eval()
+    return gflop_per_photo(model, 227)
 
 
 def _best_rate(run, flop: float, repeats: int = 5) -> float:
