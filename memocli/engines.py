@@ -147,21 +147,19 @@ class OpenVINOBackbone:
         # stage 1 whose rounding every later block would carry, then bfloat16.
         parts = ([(0, len(STAGES), None)] if dtype_name == "fp32"
                  else [(0, 1, None), (1, len(STAGES), dtype_name)])
-        self.parts: list[list] = []  # per part, its infer requests: one per stream
+        self.requests = []
         example = torch.zeros(1, 3, size, size)
         version = re.sub(r"[^\w.]+", "_", ov.__version__)  # '2026.4.1-22982-…/2026/4'
         for first, last, dtype in parts:
             module = StageSlice(model, first, last).eval()
             name = f"{checkpoint_id}-stages{first}{last}-ov{version}"
             network = self._converted(module, example, name, cache_dir)
-            # Throughput mode: OpenVINO splits the cores into streams (2 of 1 thread each on
-            # 2 cores), and each batch is split among them: first scans 5-10% faster than
-            # all threads on one request (docs/performance.md).
-            config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": threads,
+            # Latency mode, one request on all threads: throughput mode (each batch split
+            # among streams) was no faster in alternating runs (docs/performance.md).
+            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
                       "INFERENCE_PRECISION_HINT": _OV_PRECISION[dtype]}
-            compiled = openvino_core().compile_model(network, "CPU", config)
-            streams = compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
-            self.parts.append([compiled.create_infer_request() for _ in range(streams)])
+            self.requests.append(openvino_core().compile_model(network, "CPU", config)
+                                 .create_infer_request())
             if last < len(STAGES):
                 with torch.no_grad():
                     example = module(example)[0]
@@ -212,27 +210,18 @@ class OpenVINOBackbone:
         _forget_other_versions(path)
 
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Pooled features of every residual block for the network input ``x``: the batch
-        is split among the streams, each chunk runs through the parts in turn."""
-        import numpy as np
+        """Pooled features of every residual block for the network input ``x``."""
         import torch
 
-        chunks = np.array_split(x.contiguous().numpy(), min(len(self.parts[0]), len(x)))
-        pooled: list[list[np.ndarray]] = [[] for _ in chunks]  # per chunk, per block
-        for i, requests in enumerate(self.parts):
-            running = list(zip(requests, chunks))
-            for request, data in running:
-                request.start_async({0: data})
-            carried = []
-            for (request, _), kept in zip(running, pooled):
-                request.wait()
-                arrays = [request.get_output_tensor(k).data
-                          for k in range(len(request.model_outputs))]
-                if i < len(self.parts) - 1:  # the activation goes on to the next part
-                    carried.append(arrays.pop(0))
-                kept += [a.copy() for a in arrays]
-            chunks = carried
-        return [torch.from_numpy(np.concatenate(block)) for block in zip(*pooled)]
+        pooled: list[torch.Tensor] = []
+        data = x.contiguous().numpy()
+        for i, request in enumerate(self.requests):
+            outputs = request.infer({0: data})
+            arrays = [outputs[k] for k in range(len(outputs))]
+            if i < len(self.requests) - 1:
+                data, arrays = arrays[0], arrays[1:]
+            pooled += [torch.from_numpy(a.copy()) for a in arrays]
+        return pooled
 
 
 def _forget_other_versions(path: Path) -> None:
