@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memocli.engines import import_openvino, openvino_installed
+from memocli.device import native_bf16_cpu
+from memocli.engines import import_openvino, openvino_core, openvino_installed
 from memocli.files import default_weights_path
 from memocli.model import STAGES, StageSlice
 from memocli.predictor import Predictor
@@ -99,7 +100,6 @@ def openvino_int8_route(predictor: Predictor, calibration: list[Path]) -> Route:
     import nncf
 
     ov = import_openvino()
-    core = ov.Core()
     model = predictor.model
     size = model.cfg.input_size
     front, back = StageSlice(model, 0, 1).eval(), StageSlice(model, 1, len(STAGES)).eval()
@@ -113,7 +113,7 @@ def openvino_int8_route(predictor: Predictor, calibration: list[Path]) -> Route:
     back_net = nncf.quantize(back_net, nncf.Dataset([f.numpy() for f in features]),
                              subset_size=len(features), fast_bias_correction=True)
     config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": torch.get_num_threads()}
-    front_run, back_run = (core.compile_model(net, "CPU", config).create_infer_request()
+    front_run, back_run = (openvino_core().compile_model(net, "CPU", config).create_infer_request()
                            for net in (front_net, back_net))
 
     def route(x):
@@ -192,7 +192,7 @@ def main() -> None:
     inputs = load_inputs(reference, args.photos, args.limit)
     calibration = calibration_paths(args.calibration)
     routes: dict[str, Route] = {"torch fp32": predictor_route(reference)}
-    bf16 = "bf16" in roofline.gemm_peaks()
+    bf16 = native_bf16_cpu()
     if bf16:
         routes["torch bf16 (stages 2-4)"] = predictor_route(reference.in_precision("bf16"))
     if args.compile:

@@ -74,7 +74,7 @@ def torch_gemm_peak(dtype: torch.dtype) -> float:
 
 def openvino_gemm_peak(precision: str) -> float | None:
     """GFLOP/s of OpenVINO's matrix product (``f32`` or ``bf16`` inference precision)."""
-    from memocli.engines import import_openvino, openvino_installed
+    from memocli.engines import import_openvino, openvino_core, openvino_installed
 
     if not openvino_installed():
         return None
@@ -86,7 +86,7 @@ def openvino_gemm_peak(precision: str) -> float | None:
     w = ops.constant(np.random.default_rng(0).standard_normal((GEMM_SIDE, GEMM_SIDE),
                                                               dtype=np.float32))
     model = ov.Model([ops.matmul(x, w, False, False)], [x])
-    request = ov.Core().compile_model(model, "CPU", {
+    request = openvino_core().compile_model(model, "CPU", {
         "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision,
         "INFERENCE_NUM_THREADS": torch.get_num_threads()}).create_infer_request()
     data = np.ones((GEMM_SIDE, GEMM_SIDE), np.float32)

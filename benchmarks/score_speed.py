@@ -107,15 +107,15 @@ class MemoPath:
     precision: str = "auto"
     engine: str = "auto"
 
-    def resolved(self) -> str:
-        """``'cpu, bf16, openvino'``: what memo picks for these options here."""
+    def resolved(self) -> tuple[str, str, str]:
+        """``('cpu', 'bf16', 'openvino')``: what memo picks for these options here."""
         from memocli.device import pick_device, pick_dtype
         from memocli.engines import pick_engine
         from memocli.predictor import DTYPE_NAMES
 
         device = pick_device(self.device)
         dtype = DTYPE_NAMES[pick_dtype(self.precision, device)]
-        return f"{device}, {dtype}, {pick_engine(self.engine, device, dtype)}"
+        return str(device), dtype, pick_engine(self.engine, device, dtype)
 
 
 REFERENCE = "fp32", "torch"  # --fp32: full float32 in torch, what scores are held to
@@ -215,7 +215,7 @@ def main() -> None:
 
     print(f"machine: {machine()}")
     print(f"memo: --device {path.device} --precision {path.precision} --engine {path.engine}"
-          f" -> {path.resolved()}")
+          f" -> {', '.join(path.resolved())}")
     print(f"start-up: memo {start['memo']:.1f} s, ResMem {start['resmem']:.1f} s")
     header = (f"{'set':<7} {'photos':>6} {'memo s':>7} {'memo img/s':>10} {'ResMem s':>8} "
               f"{'ResMem img/s':>12} {'ratio':>6} {'re-scan s':>9} {'memo MiB':>8} "
@@ -247,7 +247,8 @@ def print_roofline(memo_rate: float, resmem_rate: float, path: MemoPath) -> None
 
     print("roofline (first set, once started):")
     peaks = roofline.gemm_peaks()
-    memo_peak = peaks.get("bf16" if ", bf16," in path.resolved() else "fp32", peaks["fp32"])
+    _, dtype, _ = path.resolved()
+    memo_peak = peaks.get(dtype, peaks["fp32"])
     for tool, photos_s, gflop, peak in (
             ("memo", memo_rate, roofline.memo_gflop(), memo_peak),
             ("ResMem", resmem_rate, roofline.resmem_gflop(), peaks["fp32"])):
