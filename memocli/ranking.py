@@ -1,4 +1,4 @@
-"""Ranks and percentiles of scored photos, and what users see of a raw score.
+"""Ranks and percentiles of scored photos.
 
 Torch-free: ``memo score`` ranks cached scores without loading the model.
 """
@@ -12,11 +12,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .score import ScoredFile
-
-
-def display_score(raw: float) -> float:
-    """The score users see: the raw model output clipped to LaMem's [0, 1] scale."""
-    return min(1.0, max(0.0, raw))
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@
    the next run starts where it stopped. When features are asked for (bursts), contents
    scored before the cache stored features meet the model once more.
 
-Scores are stored raw; :func:`memocli.ranking.display_score` is what users see (see
-``docs/scoring.md``); :mod:`memocli.ranking` ranks them. This module imports torch only when step 4 has something to do.
+Scores are stored raw; :func:`display_score` is what users see (see ``docs/scoring.md``);
+:mod:`memocli.ranking` ranks them. This module imports torch only when step 4 has something to do.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from .cache import Cache, CheckpointSetup, ImageMeta
 from .engines import engine_setup_key
 from .errors import Interrupted, MemoError
 from .files import default_weights_path, hash_file, os_reason, printable, read_failure
-from .ranking import display_score
 from .registry import PREPROCESSING_VERSION
 from .scan import FoundFile, scan
 from .shard import Shard
@@ -43,6 +42,11 @@ HASH_BATCH = 64  # files hashed (and committed) per transaction
 _IO_THREADS = 4  # hashing and header reading are I/O bound and release the GIL
 
 Echo = Callable[[str], None]
+
+
+def display_score(raw: float) -> float:
+    """The score users see: the raw model output clipped to LaMem's [0, 1] scale."""
+    return min(1.0, max(0.0, raw))
 
 
 @dataclass

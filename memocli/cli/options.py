@@ -9,8 +9,8 @@ import click
 
 from ..device import DEVICE_NAMES, PRECISIONS
 from ..engines import ENGINES
-from ..escape import terminal_message
 from ..registry import DEFAULT_MODEL, MODELS
+from .progress import echo_err, progress_for_stderr
 
 
 def _check_device(ctx, param, value: str) -> str:
@@ -96,12 +96,6 @@ WEIGHTS_HELP = ("A model name from `memo models` (r50, r152) or a checkpoint fil
                 "[default: $MEMO_WEIGHTS, else r50, installed with memo].")
 
 
-def echo_err(message: str) -> None:
-    """Diagnostics go to stderr so stdout stays data (terminal-safe: control characters
-    of file names in ``message`` are escaped)."""
-    click.echo(terminal_message(message), err=True)
-
-
 def burst_options(f):
     """``--burst-seconds`` and ``--burst-similarity``: how photos are grouped into bursts."""
     from ..bursts import DEFAULT_SECONDS, DEFAULT_SIMILARITY
@@ -182,7 +176,6 @@ def run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_size
     whatever comes next (heatmaps), if scoring did not already.
     """
     from ..score import score_paths
-    from .progress import progress_for_stderr
 
     with open_cache(cache_path, no_cache) as cache:
         report = score_paths(inputs, cache, weights=weights, device=device,

@@ -1,15 +1,23 @@
-"""Progress on stderr: tqdm bars on a terminal; in a log (stderr not a terminal), a plain
-line now and then instead of ``\\r`` frames."""
+"""Progress and diagnostics on stderr: tqdm bars on a terminal; in a log (stderr not a
+terminal), a plain line now and then instead of ``\\r`` frames."""
 
 from __future__ import annotations
 
 import sys
 import time
 
-from .options import echo_err
+import click
+
+from ..escape import terminal_message
 
 #: Seconds between two progress lines in a log.
 LOG_EVERY = 30.0
+
+
+def echo_err(message: str) -> None:
+    """Diagnostics go to stderr so stdout stays data (terminal-safe: control characters
+    of file names in ``message`` are escaped)."""
+    click.echo(terminal_message(message), err=True)
 
 
 class LogLines:
@@ -50,8 +58,6 @@ def progress_for_stderr(silent: bool):
     if not sys.stderr.isatty():
         return Progress(bar=LogLines, echo=echo_err)
     from tqdm import tqdm
-
-    from ..escape import terminal_message
 
     def bar(total: int, desc: str, unit: str):
         return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
