@@ -1,9 +1,9 @@
 """Named memo models: which checkpoint files memo knows by name, and where it finds them.
 
-A model is found by file name in, in order: the user's model folder (:func:`user_weights_dir`,
-for opt-in models), the folder installed with the package (``memocli/weights``, holding the
-default model), and the repository checkout's ``weights/`` (an editable install or a
-``PYTHONPATH`` run). Torch-free: nothing here opens a checkpoint.
+A model is found by file name in, in order: the user's model folder
+(:func:`memocli.folders.user_weights_dir`, for opt-in models), the folder installed with the
+package (``memocli/weights``, holding the default model), and the repository checkout's
+``weights/`` (an editable install or a ``PYTHONPATH`` run). Torch-free: nothing here opens a checkpoint.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import MemoError
+from .folders import user_weights_dir
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -45,17 +46,6 @@ CATALOG: tuple[NamedModel, ...] = (
                "(see weights/MODEL_CARD.md)", "vnet_r152"),
 )
 DEFAULT_NAME = "r50"
-
-
-def user_weights_dir() -> Path:
-    """Where opt-in models go: ``$MEMO_HOME/weights``, else ``$XDG_DATA_HOME/memo/weights``,
-    else ``~/.local/share/memo/weights``."""
-    home = os.environ.get("MEMO_HOME")
-    if home:
-        return Path(home).expanduser() / "weights"
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
-    return base / "memo" / "weights"
 
 
 def bundled_weights_dir() -> Path:

@@ -107,7 +107,7 @@ def pick_engine(requested: str, device: torch.device, dtype_name: str) -> str:
 
 def engine_cache_dir() -> Path:
     """Where converted networks are kept: ``engines/`` beside the default score cache."""
-    from .cache import default_cache_path
+    from .folders import default_cache_path
 
     return default_cache_path().parent / "engines"
 

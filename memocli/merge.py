@@ -20,8 +20,10 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cache as cache_mod
-from .cache import Cache, describe_sqlite_error, schema_problem, transaction
+from .cache import Cache, migrations
+from .cache.connection import transaction
+from .cache.migrations import schema_problem
+from .cache.sqlite_errors import describe_sqlite_error
 from .errors import MemoError
 
 #: Scores of one photo and checkpoint computed in different precisions (``--precision``)
@@ -169,7 +171,7 @@ def _is_older(conn: sqlite3.Connection) -> bool:
                         ).fetchone():
         return True  # an empty database: nothing to merge
     applied = {r[0] for r in conn.execute("SELECT name FROM src._memo_migrations")}
-    return any(m.__name__ not in applied for m in cache_mod.MIGRATIONS)
+    return any(m.__name__ not in applied for m in migrations.MIGRATIONS)
 
 
 def _merge_one(cache: Cache, source: Path, tolerance: float) -> SourceReport:

@@ -10,8 +10,9 @@ import sqlite_utils
 from click.testing import CliRunner
 from conftest import invoke
 
-from memocli import cache as cache_mod
-from memocli.cache import Cache, CheckpointSetup, ImageMeta, default_cache_path
+from memocli.cache import Cache, CheckpointSetup, ImageMeta
+from memocli.cache import migrations as cache_mod
+from memocli.folders import default_cache_path
 from memocli.cli import cli
 from memocli.errors import MemoError
 

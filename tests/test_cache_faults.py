@@ -18,7 +18,7 @@ import sqlite_utils
 from click.testing import CliRunner
 from conftest import write_photo
 
-from memocli import cache as cache_mod
+from memocli.cache import store as cache_mod
 from memocli.cache import Cache, CheckpointSetup, ImageMeta
 from memocli.cli import cli
 from memocli.errors import MemoError

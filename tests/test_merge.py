@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import interrupting, invoke, write_photo
 
-from memocli import cache as cache_mod
+from memocli.cache import migrations as cache_mod
 from memocli import merge as merge_mod
 from memocli.cache import Cache, ImageMeta
 from memocli.cli import cli

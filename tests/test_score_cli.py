@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import invoke, tiny_checkpoint_at, write_photo
 
-from memocli import cache as cache_mod
+from memocli.cache import Cache
+from memocli.cache import migrations as cache_migrations
 from memocli import checkpoint, score
 from memocli.predictor import Predictor
 
@@ -159,10 +160,10 @@ def old_cache(db, photos, ckpt, stale_score):
     from memocli.files import hash_file
 
     old_id = checkpoint.load_checkpoint(ckpt).checkpoint_id
-    migrations = cache_mod.MIGRATIONS
-    cache_mod.MIGRATIONS = migrations[:4]  # m001-m004: the schema of the old memo
+    migrations = cache_migrations.MIGRATIONS
+    cache_migrations.MIGRATIONS = migrations[:4]  # m001-m004: the schema of the old memo
     try:
-        with cache_mod.Cache(db) as c:
+        with Cache(db) as c:
             hashes = [hash_file(p) for p in photos]
             c.record_files([(str(p.resolve()), h, p.stat().st_size, p.stat().st_mtime_ns)
                             for p, h in zip(photos, hashes, strict=True)])
@@ -172,7 +173,7 @@ def old_cache(db, photos, ckpt, stale_score):
                          "(?, ?, ?, ?)", [str(ckpt.resolve()), st.st_size, st.st_mtime_ns, old_id])
             c.db.conn.commit()
     finally:
-        cache_mod.MIGRATIONS = migrations
+        cache_migrations.MIGRATIONS = migrations
     return old_id
 
 
@@ -206,7 +207,7 @@ def test_each_precision_keeps_its_own_scores(tmp_path, make_photos, tiny_checkpo
     again, _ = score_json(photos[0].parent, tiny_checkpoint, db, "--precision", "fp32",
                           "--device", "auto")  # another setup, the same fp32 model id
     assert len(model_calls) == 2 and again == fp32
-    with cache_mod.Cache(db) as c:
+    with Cache(db) as c:
         listed = {m["model"]: m["checkpoints"] for m in c.info()["models"]}
     assert listed[fp32[0]["model_id"]] == [str(tiny_checkpoint.resolve())]  # listed once
     forbid_model_and_hashing(monkeypatch)  # each precision's id is remembered

@@ -28,7 +28,7 @@ def cache():
 def _existing_cache_path(cache_path: str | None) -> Path:
     """The cache a command is about: ``--cache PATH``, which must exist (a typo is an error,
     not an empty cache), else the default one (which may not be created yet)."""
-    from ..cache import default_cache_path
+    from ..folders import default_cache_path
 
     if not cache_path:
         return default_cache_path()
@@ -55,7 +55,7 @@ def cache_path_cmd():
       memo cache path
       du -h "$(memo cache path)"
     """
-    from ..cache import default_cache_path
+    from ..folders import default_cache_path
 
     click.echo(for_terminal(default_cache_path()))
 

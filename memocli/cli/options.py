@@ -161,7 +161,8 @@ def scoring_options(f):
 
 def open_cache(cache_path: str | None, no_cache: bool):
     """The cache ``--cache``/``--no-cache`` ask for (see :func:`cache_options`)."""
-    from ..cache import Cache, default_cache_path
+    from ..cache import Cache
+    from ..folders import default_cache_path
 
     if cache_path and no_cache:
         raise click.UsageError("use --cache PATH or --no-cache, not both")
