@@ -80,16 +80,34 @@ def with_heads(model: VNet, heads: tuple[str, ...]) -> tuple[VNet, list[str]]:
     """``model`` with the heads ``heads``, and the names of those it did not have.
 
     The backbone is kept; a head of the same name is kept, a new one starts as a copy of
-    the first head (a trained head is a better start than a random one).
+    the first head (a trained head is a better start than a random one). The mixer is kept
+    when the heads keep their number (only the first one renamed: see
+    :func:`kept_heads_for`); otherwise the new model has a fresh one.
     """
     if model.cfg.heads == heads:
         return model, []
-    new = VNet(model.cfg.with_heads(heads))
+    keeps_mixer = model.mixer is not None and heads[1:] == model.cfg.heads[1:]
+    new = VNet(model.cfg.with_heads(heads, model.cfg.mixer_domains if keeps_mixer else 1))
     new.backbone.load_state_dict(model.backbone.state_dict())
     for name in heads:
         source = model.heads[name] if name in model.heads else model.primary_head
         new.heads[name].load_state_dict(source.state_dict())
+    if keeps_mixer:
+        new.mixer.load_state_dict(model.mixer.state_dict())
     return new, [name for name in heads if name not in model.heads]
+
+
+def kept_heads_for(model: VNet, heads: tuple[str, ...]) -> tuple[str, ...]:
+    """The heads a fine-tune of ``model`` on sources ``heads`` trains and keeps.
+
+    One source fine-tuning a model with several heads and a mixer (the installed default:
+    a human-score head and teacher heads for photos of every kind) trains the first head
+    and keeps the others and the mixer as they are, so photos unlike the new data keep
+    their scores. Otherwise the sources' heads only.
+    """
+    if len(heads) == 1 and model.mixer is not None and heads[0] not in model.cfg.heads[1:]:
+        return (heads[0], *model.cfg.heads[1:])
+    return heads
 
 
 def initial_model(model_name: str, backbone_weights: str | None, init: str | None,
@@ -116,8 +134,20 @@ def initial_model(model_name: str, backbone_weights: str | None, init: str | Non
     if init:
         loaded = load_checkpoint(init, expect_arch=model_name)
         origin = loaded.meta.get("backbone_init", "unknown")
-        model, new_heads = with_heads(loaded.model, tuple(heads))
-        return model, {"backbone_init": origin, "init": str(init), "new_heads": new_heads}
+        trained = tuple(heads)
+        model, new_heads = with_heads(loaded.model, kept_heads_for(loaded.model, trained))
+        kept = [h for h in model.cfg.heads if h not in trained]
+        dropped = [h for h in loaded.model.cfg.heads if h not in model.cfg.heads]
+        if kept:
+            warn(f"keeping {init}'s heads {', '.join(kept)} and its mixer: your data trains "
+                 f"the head {trained[0]!r} (in place of {loaded.model.cfg.heads[0]!r}); "
+                 "photos unlike it keep their scores")
+        elif dropped or (loaded.model.mixer is not None and model.mixer is None):
+            warn(f"warning: {init}'s heads {', '.join(dropped) or '(none)'} are not among "
+                 "the training sources and are dropped, and its mixer is reset (it passes "
+                 "the first head's score through); train one source to keep them all")
+        return model, {"backbone_init": origin, "init": str(init), "new_heads": new_heads,
+                       "kept_heads": kept}
     cfg = get_config(model_name).with_heads(tuple(heads))
     if backbone_weights is None:
         warn(RANDOM_BACKBONE_WARNING)

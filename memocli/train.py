@@ -69,11 +69,14 @@ def prepare(model: VNet, data: TrainingData, tcfg: TrainConfig, device: torch.de
             banks: FeatureBanks | None = None, silent: bool = False) -> TrainingPath:
     """Move ``model`` to ``device``, freeze all but its last ``train_stages`` stages and
     build the :class:`TrainingPath` it trains through."""
-    if list(model.cfg.heads) != [s.name for s in data.sources]:
-        raise MemoError(f"the model's heads {list(model.cfg.heads)} are not the sources "
-                        f"{[s.name for s in data.sources]}")
+    names = [s.name for s in data.sources]
+    if list(model.cfg.heads[:len(names)]) != names:
+        raise MemoError(f"the model's heads {list(model.cfg.heads)} do not start with the "
+                        f"sources {names}")
     model.to(device)
     model.freeze_backbone(tcfg.train_stages)
+    for name in model.cfg.heads[len(names):]:  # kept from a fine-tuned model, no labels here
+        model.heads[name].requires_grad_(False)
     if model.mixer is not None:  # heads train on their own labels; the mixer is fitted apart
         model.mixer.requires_grad_(False)
     banks = banks or FeatureBanks(device, tcfg.batch_size, tcfg.workers, silent)
@@ -284,6 +287,11 @@ def fit(
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(tcfg.seed)
     path = prepare(model, data, tcfg, device, banks, silent)
+    kept = model.cfg.heads[len(data.sources):]
+    if kept and tcfg.train_stages:
+        echo(f"warning: --train-stages {tcfg.train_stages} retrains features that the kept "
+             f"heads {', '.join(kept)} read, so photos unlike your data will score "
+             "differently; --train-stages 0 keeps them exactly")
     optimizer = torch.optim.Adam(trainable_parameters(model), lr=tcfg.lr_max,
                                  weight_decay=tcfg.weight_decay)
     total = tcfg.epochs * path.steps_per_epoch()

@@ -183,6 +183,9 @@ def test_training_fine_tunes_the_installed_model_by_default():
     model, meta = initial_model("vnet_r50", None, None, warn=said.append)
     assert meta["init"] == str(bundled_weights_dir() / "memo-vnet-r50.pt")
     assert said[0].startswith("fine-tuning from the installed model ")
+    installed = load_checkpoint(meta["init"]).model
+    assert model.cfg.heads == ("score", *installed.cfg.heads[1:])  # what it knows is kept
+    assert torch.equal(model.mixer.weight, installed.mixer.weight)
     model, meta = initial_model("vnet_tiny", None, None, warn=said.append)  # none installed
     assert meta["backbone_init"] == "random" and said[-1] == RANDOM_BACKBONE_WARNING
 
@@ -284,3 +287,63 @@ def test_feature_cache_is_reused_and_follows_image_changes(dataset, tmp_path, mo
     other = VNet(get_config("vnet_tiny")).eval()  # other random backbone: its own file
     FeatureBank(other, pick_device("cpu"), silent=True, store=store).features(items[:1])
     assert len(list(store.glob("features-*.pt"))) == 2
+
+
+def multi_head_checkpoint(path):
+    """A tiny V-Net like the installed default: a human head, two teacher heads, a gated
+    mixer with two domains (all trained-looking, i.e. not at their initial values)."""
+    from memocli.checkpoint import save_checkpoint
+
+    torch.manual_seed(3)
+    model = VNet(get_config("vnet_tiny").with_heads(("lnsim", "teacher1", "teacher2"), 2))
+    with torch.no_grad():
+        for p in model.mixer.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    return save_checkpoint(path, model, metrics={}, train_data={"data": "none"},
+                           backbone_init="random")
+
+
+def fine_tune(dataset, init, out, *extra):
+    return CliRunner().invoke(cli, [
+        "train", str(dataset), "--fold", "1", "--model", "vnet_tiny", "--init", str(init),
+        "--epochs", "2", "--lr-max", "3e-3", "--batch-size", "16", "--out", str(out), "-s",
+        *extra], catch_exceptions=False)
+
+
+@pytest.mark.slow
+def test_fine_tuning_a_multi_head_model_keeps_its_other_heads_and_mixer(dataset, tmp_path):
+    init = multi_head_checkpoint(tmp_path / "default.pt")
+    result = fine_tune(dataset, init, tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "keeping" in result.stderr and "teacher1, teacher2" in result.stderr
+
+    before = load_checkpoint(init).model
+    after = load_checkpoint(tmp_path / "run" / "best.pt").model
+    assert after.cfg.heads == ("score", "teacher1", "teacher2")
+    assert after.cfg.mixer_domains == 2
+    for name in ("teacher1", "teacher2"):
+        for k, v in before.heads[name].state_dict().items():
+            assert torch.equal(v, after.heads[name].state_dict()[k]), (name, k)
+    for k, v in before.mixer.state_dict().items():
+        assert torch.equal(v, after.mixer.state_dict()[k]), k
+    # the user's data did train the first head
+    assert not torch.equal(before.heads["lnsim"].regressor.weight,
+                           after.heads["score"].regressor.weight)
+
+
+@pytest.mark.slow
+def test_fine_tuning_deeper_stages_warns_that_kept_heads_will_drift(dataset, tmp_path):
+    init = multi_head_checkpoint(tmp_path / "default.pt")
+    result = fine_tune(dataset, init, tmp_path / "run", "--train-stages", "1")
+    assert result.exit_code == 0, result.output
+    assert "--train-stages 0 keeps them exactly" in result.stderr
+
+
+@pytest.mark.slow
+def test_fine_tuning_on_several_sources_says_which_heads_are_dropped(dataset, tmp_path):
+    init = multi_head_checkpoint(tmp_path / "default.pt")
+    result = fine_tune(dataset, init, tmp_path / "run", "--data", f"{dataset}:train_2")
+    assert result.exit_code == 0, result.output
+    assert "lnsim, teacher1, teacher2 are not among the training sources" in result.stderr
+    mixer = load_checkpoint(tmp_path / "run" / "best.pt").model.mixer
+    assert mixer.gate is None and mixer.weight.tolist() == [[1.0, 0.0]]
