@@ -48,7 +48,9 @@ def _cache_option(f):
 def cache_path_cmd():
     """Print where the score cache is (memo score creates it there).
 
-    $MEMO_HOME/memo.db, else $XDG_CACHE_HOME/memo/memo.db, else ~/.cache/memo/memo.db.
+    $MEMO_HOME/memo.db, else memo.db in your user cache folder: on Linux
+    $XDG_CACHE_HOME/memo, else ~/.cache/memo; on macOS ~/Library/Caches/memo; on Windows
+    %LOCALAPPDATA%\\memo\\Cache. A cache an earlier memo made in ~/.cache/memo stays in use.
 
     \b
     Examples:
@@ -187,7 +189,7 @@ def merge(sources, dest, tolerance):
     \b
     Examples:
       memo cache merge shard*.db --into archive.db
-      memo cache merge laptop.db --into ~/.cache/memo/memo.db
+      memo cache merge laptop.db --into "$(memo cache path)"
     """
     from ..merge import DEFAULT_TOLERANCE, merge_caches
 

@@ -15,10 +15,10 @@ from ..escape import for_terminal
 def models(as_json):
     """List the models --weights accepts by name: where each file is, its size, what it is.
 
-    Names are looked up in your model folder ($MEMO_HOME/weights, else
-    ~/.local/share/memo/weights) first, then in the models installed with memo. The
-    default model (r50) comes with memo; opt-in ones go into your model folder. --weights
-    also takes any checkpoint path, e.g. one `memo train` wrote.
+    Names are looked up in your model folder ($MEMO_HOME/weights, else weights in your
+    user data folder, e.g. ~/.local/share/memo/weights on Linux) first, then in the models
+    installed with memo. The default model (r50) comes with memo; opt-in ones go into your
+    model folder. --weights also takes any checkpoint path, e.g. one `memo train` wrote.
 
     \b
     Examples:

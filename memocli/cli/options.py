@@ -116,8 +116,8 @@ def cache_options(f):
                      help="Use no cache: score everything, store nothing.")(f)
     return click.option(
         "--cache", "cache_path", type=click.Path(dir_okay=False), metavar="PATH",
-        help="Cache database [default: $MEMO_HOME/memo.db, else "
-             "$XDG_CACHE_HOME/memo/memo.db, else ~/.cache/memo/memo.db].",
+        help="Cache database [default: $MEMO_HOME/memo.db, else memo.db in your user cache "
+             "folder, e.g. ~/.cache/memo on Linux; `memo cache path` prints it].",
     )(f)
 
 
