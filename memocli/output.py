@@ -8,7 +8,7 @@ from typing import IO, Any
 
 from .escape import csv_writer, dumps_json, for_terminal, rich_cell
 from .files import atomic_write
-from .ranking import LEGEND, Ranked, shown_percentile
+from .ranking import LEGEND_LINES, Ranked, shown_percentile
 
 #: Columns of ``memo export`` (CSV header, JSON keys), in order. Documented in docs/scoring.md.
 COLUMNS = ("rank", "path", "score", "percentile", "content_hash", "width", "height",
@@ -94,21 +94,25 @@ def print_table(ranked: Sequence[Ranked], model_id: str, total: int, out: IO[str
     thousands of rows, and easy to grep); long paths never wrap there.
     """
     rows = _cells(ranked)
-    caption = f"{len(ranked)} of {total} photo(s) · model {for_terminal(model_id)}\n{LEGEND}"
+    summary = f"{len(ranked)} of {total} photo(s) · model {for_terminal(model_id)}"
     if not out.isatty():
-        _plain_table(rows, caption, out)
+        _plain_table(rows, "\n".join([summary, *LEGEND_LINES]), out)
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(caption=rich_cell(caption), caption_justify="left")
+    table = Table(caption=rich_cell(summary), caption_justify="left")
     for header in _HEADERS:
         table.add_column(header, justify="right" if header in _RIGHT else "left",
                          no_wrap=header != "Path" and header != "Camera",
                          overflow="fold", ratio=1 if header == "Path" else None)
     for row in rows:
         table.add_row(*(rich_cell(cell) for cell in row or ("…", "", "", "", "", "")))
-    Console(file=out, highlight=False).print(table)
+    console = Console(file=out, highlight=False)
+    console.print(table)
+    for line in LEGEND_LINES:  # the terminal's width, not the table's; text, never markup
+        console.print(Text(line))
 
 
 def _plain_table(rows: list[tuple[str, ...] | None], caption: str, out: IO[str]) -> None:

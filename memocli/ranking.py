@@ -51,10 +51,15 @@ def shown_percentile(pct: float, decimals: int) -> float:
     return min(round(pct, decimals), 100.0 - 10.0 ** -decimals)
 
 
-#: What the numbers mean, one line, under every table and in the report.
-LEGEND = ("Score: the share of people expected to recognise the photo on a second viewing "
-          "(natural scenes average about 0.60, other photos 0.79). Pct: share of these photos "
-          "it beats.")
+#: What the numbers mean, two lines, under every table and in the report: why a landscape's
+#: score is lower than a plate of food's, and what Pct compares.
+LEGEND_LINES = (
+    "Score: the predicted share of people who would recognise the photo on a second viewing. "
+    "Outdoor scenes are on LNSIM's scale (average about 0.60), other photos on LaMem's "
+    "(about 0.79): open scenes are remembered less well than faces, food or objects, so "
+    "compare scenes with scenes.",
+    "Pct: the share of the other photos ranked here that score lower (100 = the best).",
+)
 
 
 def select(ranked: Sequence[Ranked], top: int | None, bottom: int | None) -> list[Ranked]:

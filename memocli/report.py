@@ -26,7 +26,7 @@ from PIL import Image
 from .data import DECODE_ERRORS, describe_decode_error, load_image
 from .escape import for_html
 from .files import atomic_write, decode_threads
-from .ranking import LEGEND, Ranked, shown_percentile
+from .ranking import LEGEND_LINES, Ranked, shown_percentile
 
 if TYPE_CHECKING:
     from .explain import CamMap
@@ -196,7 +196,8 @@ def render_html(ranked: Sequence[Ranked], thumbs: Sequence[Thumb], model_id: str
     summary = (f"{len(ranked)} photo(s) &middot; {burst_text} &middot; {heat} heatmap(s) "
                f"&middot; model {for_html(model_id)} &middot; {generated}")
     return _PAGE.format(
-        title=for_html(title), summary=summary, legend=for_html(LEGEND), style=_STYLE,
+        title=for_html(title), summary=summary, legend=for_html(" ".join(LEGEND_LINES)),
+        style=_STYLE,
         script=_SCRIPT,
         histogram=histogram_svg([r.item.score for r in ranked]), items="".join(items),
         count=len(ranked),

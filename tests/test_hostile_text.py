@@ -21,7 +21,7 @@ from memocli import escape
 from memocli.cache import Cache, ImageMeta
 from memocli.cli import cli
 from memocli.output import print_table, write_csv, write_json
-from memocli.ranking import Ranked
+from memocli.ranking import LEGEND_LINES, Ranked
 from memocli.report import Thumb, render_html
 from memocli.score import ScoredFile
 
@@ -96,6 +96,19 @@ def test_rich_table_cells_are_text_never_markup(monkeypatch):
     assert "\x1b[2J" not in text and "\x1b[31m" not in text
     assert "[link=http://evil]click[/link] [bold]b[/bold].jpg" in text
     assert "[/bold] closing \\x1b[2J\\x1b[31mRED [link=http://evil]x[/link]" in text
+
+
+def test_the_boxed_table_caption_is_the_legend_on_lines_of_its_own(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")
+    out = FakeTerminal()
+    print_table(ranked_one("a.jpg"), "m\nx", 1, out)
+    lines = [line.strip() for line in out.getvalue().splitlines()]
+    assert "\\n" not in out.getvalue().replace("m\\nx", "")  # only the model id's is escaped
+    assert lines[-2:] == list(LEGEND_LINES) and lines[-3].endswith("model m\\nx")
+    narrow = FakeTerminal()
+    monkeypatch.setenv("COLUMNS", "60")
+    print_table(ranked_one("a.jpg"), "m", 1, narrow)
+    assert " ".join(LEGEND_LINES[0].split()) in " ".join(narrow.getvalue().split())
 
 
 def test_plain_table_escapes_control_characters_in_every_cell():

@@ -7,7 +7,8 @@ from conftest import invoke
 
 from memocli.cache import ImageMeta
 from memocli.cli import progress
-from memocli.ranking import LEGEND, rank, shown_percentile
+from memocli.escape import for_html
+from memocli.ranking import LEGEND_LINES, rank, shown_percentile
 from memocli.score import ScoredFile
 
 
@@ -30,12 +31,12 @@ def test_the_legend_is_under_the_table_in_help_and_in_the_report(tmp_path, make_
     photos = make_photos(3)
     common = ["-w", str(tiny_checkpoint), "--cache", str(tmp_path / "c.db"), "-s"]
     table = invoke(["score", str(photos[0].parent), *common]).stdout.splitlines()
-    assert table[-1] == LEGEND and "of 3 photo(s)" in table[-2]
+    assert table[-2:] == list(LEGEND_LINES) and "of 3 photo(s)" in table[-3]
     assert "share of people expected to recognise the photo on a second viewing" in \
         " ".join(invoke(["score", "--help"]).stdout.split())
     out = tmp_path / "report.html"
     invoke(["report", str(photos[0].parent), "--out", str(out), "--heatmaps", "0", *common])
-    assert LEGEND in out.read_text()
+    assert for_html(" ".join(LEGEND_LINES)) in out.read_text()
 
 
 def test_progress_in_a_log_is_plain_lines_now_and_then(tmp_path, make_photos,

@@ -50,9 +50,9 @@ def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
     and counted in the summary line. Scores are cached by file content
     and model, so a second run answers from the cache in seconds; only new or edited
     photos are scored. Score: the share of people expected to recognise the
-    photo on a second viewing (0-1; natural scenes average about 0.60, other photos
-    0.79). Pct: the
-    share of the photos scanned that it beats. A file that cannot be read is reported
+    photo on a second viewing (0-1); outdoor scenes are on LNSIM's scale (average about
+    0.60), other photos on LaMem's (about 0.79), so compare scenes with scenes. Pct: the
+    share of the other photos ranked that score lower. A file that cannot be read is reported
     on stderr and skipped (exit status 1 at the end). --one-per-burst lists only the best
     frame of each burst (photos taken seconds apart that look alike); JSON and CSV rows
     say which burst each photo is in.
