@@ -86,18 +86,16 @@ def time_each(fn: Callable, items: Sequence, photos: int | None = None) -> tuple
 
 def stages(predictor: Predictor) -> list[tuple[str, Stage]]:
     """The stem and each ResNet stage as ``predictor`` runs them (see ``Predictor.forward``):
-    in its reduced precision, stages 2-4 under autocast with their poolings cast back to
-    float32."""
-    model = predictor.model
+    each in the dtype its precision policy gives it, poolings cast back to float32."""
+    model, precision, device = predictor.model, predictor.precision, predictor.device.type
 
     def stem(x):
-        return model.stem(x), []
+        with precision.autocast(device, precision.stage_dtype(0)):
+            return model.stem(x), []
 
     def stage(i: int) -> Stage:
         def run(x):
-            if i == 0 or predictor.dtype is None:
-                return model.run_stages(x, i, i + 1)
-            with predictor.autocast():
+            with precision.autocast(device, precision.stage_dtype(i)):
                 x, pooled = model.run_stages(x, i, i + 1)
             return x, [p.float() for p in pooled]
         return run

@@ -109,12 +109,12 @@ class MemoPath:
 
     def resolved(self) -> tuple[str, str, str]:
         """``('cpu', 'bf16', 'openvino')``: what memo picks for these options here."""
-        from memocli.device import pick_device, pick_dtype
+        from memocli.device import pick_device
         from memocli.engines import pick_engine
-        from memocli.predictor import DTYPE_NAMES
+        from memocli.precision import compute_dtype
 
         device = pick_device(self.device)
-        dtype = DTYPE_NAMES[pick_dtype(self.precision, device)]
+        dtype = compute_dtype(self.precision, device.type)
         return str(device), dtype, pick_engine(self.engine, device, dtype)
 
 

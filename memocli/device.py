@@ -1,4 +1,4 @@
-"""Pick the compute device (CUDA, else Apple MPS, else CPU) and the precision to score in."""
+"""Pick the compute device (CUDA, else Apple MPS, else CPU); whether the CPU has bfloat16."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from .errors import MemoError
 
-if TYPE_CHECKING:  # torch is imported by the functions: the CLI reads PRECISIONS without it
+if TYPE_CHECKING:  # torch is imported by the functions: the CLI reads DEVICE_NAMES without it
     import torch
 
 #: The device names memo accepts (``--device``), checked without importing torch.
@@ -34,31 +34,8 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-#: ``--precision`` choices; see :func:`pick_dtype`.
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
 def native_bf16_cpu() -> bool:
     """True when this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX)."""
     from .machine import cpu_features
 
     return cpu_features()["bf16"]
-
-
-def pick_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for scoring on ``device``, or None for plain float32.
-
-    ``auto`` is float16 on CUDA, bfloat16 on a CPU with native bfloat16, float32 elsewhere
-    (Apple MPS, older CPUs, where reduced precision is slower or untested).
-    """
-    import torch
-
-    if precision not in PRECISIONS:
-        raise MemoError(f"unknown precision '{precision}' (use {', '.join(PRECISIONS)})")
-    if precision == "auto":
-        if device.type == "cuda":
-            return torch.float16
-        if device.type == "cpu" and native_bf16_cpu():
-            return torch.bfloat16
-        return None
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]

@@ -4,8 +4,9 @@ On a CPU, OpenVINO runs the ResNet backbone about 1.4x faster than torch in floa
 norm folded into the convolutions, fused kernels) and, with bfloat16 hardware, about 1.3x
 faster than torch's bfloat16, with scores closer to float32 (``docs/performance.md``). It
 computes what :meth:`memocli.predictor.Predictor.forward` computes in torch: the pooled
-output of every residual block, stem and first stage in float32, stages 2-4 in the compute
-dtype. The LSTM heads stay in torch (float32; well under 1% of the time).
+output of every residual block, each part in the dtype the precision policy
+(:class:`memocli.precision.Precision`) gives it. The LSTM heads stay in torch (float32;
+well under 1% of the time).
 
 The converted network is kept as OpenVINO IR under :func:`engine_cache_dir`, named by the
 checkpoint digest, the stages and the OpenVINO version, so the two-second conversion is
@@ -27,6 +28,7 @@ import os
 import re
 import sys
 import warnings
+from dataclasses import astuple
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,14 +38,15 @@ if TYPE_CHECKING:
     import torch
 
     from .model import VNet
+    from .precision import Precision
 
 log = logging.getLogger(__name__)
 
 #: ``--engine`` choices; see :func:`pick_engine`.
 ENGINES = ("auto", "torch", "openvino")
 
-#: OpenVINO's name of each compute dtype it runs (None: float32).
-_OV_PRECISION = {None: "f32", "bf16": "bf16"}
+#: OpenVINO's name of each compute dtype it runs.
+_OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 
 
 def import_openvino():
@@ -129,12 +132,13 @@ class OpenVINOBackbone:
 
     Args:
         model: the V-Net (float32 weights on the CPU).
-        dtype_name: ``fp32``, or ``bf16`` for stages 2-4 in bfloat16.
+        precision: what each part computes in (compute dtype ``fp32`` or ``bf16``); one
+            compiled network per :meth:`~memocli.precision.Precision.segments` segment.
         checkpoint_id: names the converted files (it changes with the weights).
         cache_dir: where converted networks are kept (None: convert in memory every time).
     """
 
-    def __init__(self, model: VNet, dtype_name: str, checkpoint_id: str,
+    def __init__(self, model: VNet, precision: Precision, checkpoint_id: str,
                  cache_dir: Path | None = None):
         ov = import_openvino()
         import torch
@@ -143,14 +147,10 @@ class OpenVINOBackbone:
 
         threads = torch.get_num_threads()
         size = model.cfg.input_size
-        # (first stage, last stage, precision): float32 throughout, or a float32 stem and
-        # stage 1 whose rounding every later block would carry, then bfloat16.
-        parts = ([(0, len(STAGES), None)] if dtype_name == "fp32"
-                 else [(0, 1, None), (1, len(STAGES), dtype_name)])
         self.requests = []
         example = torch.zeros(1, 3, size, size)
         version = re.sub(r"[^\w.]+", "_", ov.__version__)  # '2026.4.1-22982-…/2026/4'
-        for first, last, dtype in parts:
+        for first, last, dtype in (astuple(s) for s in precision.segments()):
             module = StageSlice(model, first, last).eval()
             name = f"{checkpoint_id}-stages{first}{last}-ov{version}"
             network = self._converted(module, example, name, cache_dir)

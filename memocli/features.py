@@ -13,7 +13,6 @@ recomputes the entries instead of mixing old and new ones.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -27,21 +26,11 @@ from .data import ImageScoreDataset, LabeledImage, eval_transform
 from .files import atomic_write
 from .inference import default_workers
 from .model import STAGES, VNet
+from .precision import Precision, torch_dtype
 from .registry import PREPROCESSING_VERSION
 
 #: Activations are stored in half precision (half the memory of float32).
 STORED_DTYPE = torch.float16
-
-
-def training_dtype(device: torch.device) -> torch.dtype:
-    """The dtype training computes in: bfloat16 autocast on CUDA, float32 elsewhere."""
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
-
-
-def training_autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """Autocast to :func:`training_dtype` (a no-op where that is float32)."""
-    dtype = training_dtype(device)
-    return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype != torch.float32)
 
 
 def progress(iterable, silent: bool, **kwargs):
@@ -65,7 +54,7 @@ def cache_key(model: VNet, frozen_stages: int, device: torch.device) -> str:
         "input": [cfg.backbone, list(cfg.stage_blocks), cfg.input_size, list(cfg.mean),
                   list(cfg.std)],
         "frozen_stages": frozen_stages,
-        "computed_in": str(training_dtype(device)),
+        "computed_in": str(torch_dtype(Precision.training(device.type).dtype)),
         "stored_as": str(STORED_DTYPE),
     }).encode())
     frozen = ("conv1.", "bn1.", *(f"{s}." for s in STAGES[:frozen_stages]))
@@ -172,13 +161,14 @@ class FeatureBank:
         model.eval()
         done, entries = 0, {}
         partial = self.frozen_stages < len(STAGES)
+        precision = Precision.training(self.device.type)
         for images, _ in progress(loader, self.silent, desc="backbone features", unit="batch"):
             n = len(images)
             images = images.to(self.device, non_blocking=True)
             views = torch.cat([images, images.flip(3)])  # [2B, 3, H, W]
-            with training_autocast(self.device):
-                act, pooled = model.run_stages(model.stem(views), 0, self.frozen_stages)
-            pooled = torch.cat(pooled, dim=1).float().view(2, n, -1).transpose(0, 1)  # [B, 2, D]
+            act, pooled = precision.run_backbone(model, views, self.device.type, 0,
+                                                 self.frozen_stages)
+            pooled = torch.cat(pooled, dim=1).view(2, n, -1).transpose(0, 1)  # [B, 2, D]
             pooled = pooled.to(STORED_DTYPE).cpu()
             act = act.to(STORED_DTYPE).view(2, n, *act.shape[1:]).transpose(0, 1).cpu()
             for k in range(n):

@@ -16,7 +16,6 @@ An ensemble or multi-head checkpoint is one V-Net, so it is one Predictor.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -29,19 +28,17 @@ import torch
 from PIL import Image
 
 from .data import eval_transform, load_image
-from .device import pick_device, pick_dtype
+from .device import pick_device
 from .engines import OpenVINOBackbone, engine_cache_dir, openvino_version, pick_engine
 from .errors import MemoError
 from .files import printable
 from .inference import default_batch_size, image_batches
 from .machine import describe_cpu
-from .model import STAGES, VNet
+from .model import VNet
+from .precision import Precision, compute_dtype
 from .registry import PREPROCESSING_VERSION
 
 log = logging.getLogger(__name__)
-
-#: The name of each compute dtype in model ids and messages (None: plain float32).
-DTYPE_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 def scoring_model_id(checkpoint_id: str, dtype_name: str, engine: str = "torch") -> str:
@@ -71,8 +68,9 @@ def embedding(pooled: torch.Tensor) -> list[bytes]:
 
 
 class Predictor:
-    """A V-Net on ``device`` that scores in ``precision`` (a :data:`~memocli.device.PRECISIONS`
-    choice) with ``engine`` (an :data:`~memocli.engines.ENGINES` choice), with the
+    """A V-Net on ``device`` that scores in ``precision`` (a
+    :data:`~memocli.precision.PRECISIONS` choice; the parts it reduces are
+    :meth:`~memocli.precision.Precision.scoring`'s) with ``engine`` (an :data:`~memocli.engines.ENGINES` choice), with the
     preprocessing its scores depend on.
 
     Build one from a checkpoint with :meth:`from_checkpoint`; ``Predictor(model, ...)``
@@ -86,7 +84,7 @@ class Predictor:
                  *, checkpoint_id: str | None = None, meta: dict[str, Any] | None = None,
                  origin: str | os.PathLike | None = None, engine: str = "torch"):
         self.device = torch.device(device)
-        self.dtype = pick_dtype(precision, self.device)
+        self.precision = Precision.scoring(compute_dtype(precision, self.device.type))
         self.engine = pick_engine(engine, self.device, self.dtype_name)
         self._openvino: OpenVINOBackbone | None = None
         self.memory_format = (torch.channels_last if self.device.type in ("cpu", "cuda")
@@ -133,7 +131,7 @@ class Predictor:
     @property
     def dtype_name(self) -> str:
         """``fp32``, ``bf16`` or ``fp16``: what stages 2-4 compute in."""
-        return DTYPE_NAMES[self.dtype]
+        return self.precision.dtype
 
     @property
     def model_id(self) -> str:
@@ -155,32 +153,15 @@ class Predictor:
 
     # --- the forward pass -----------------------------------------------------------------
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """Autocast in the compute dtype (a no-op in float32)."""
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Scores ``[B]`` (float32) and pooled block features of a batch on the device.
-
-        In a reduced precision only stages 2-4 run under autocast; the stem and the first
-        stage, whose rounding errors every later block would carry, and the head stay
-        float32. This keeps scores within 0.005 of all-float32 on LNSIM's test photos (all
-        stages in bfloat16: 0.018) at most of the speed (``docs/performance.md``). The
-        OpenVINO engine computes the same split.
-        """
-        model = self.model
+        """Scores ``[B]`` (float32) and pooled block features of a batch on the device,
+        each part computed in the dtype :attr:`precision` gives it (the OpenVINO engine
+        compiles the same split)."""
         if self.engine == "openvino":
             pooled = self.openvino_backbone()(x)
-        elif self.dtype is None:
-            pooled = model.pooled_block_features(x)
         else:
-            x, pooled = model.run_stages(model.stem(x), 0, 1)
-            with self.autocast():
-                _, rest = model.run_stages(x, 1, len(STAGES))
-            pooled += [p.float() for p in rest]
-        return model.head(pooled).float(), pooled
+            _, pooled = self.precision.run_backbone(self.model, x, self.device.type)
+        return self.precision.run_heads(self.model, pooled, self.device.type), pooled
 
     def openvino_backbone(self) -> OpenVINOBackbone:
         """The backbone compiled by OpenVINO (converted once per machine, then read back;
@@ -193,7 +174,7 @@ class Predictor:
         if self._openvino is None:
             try:
                 named = self.checkpoint_id != self.cfg.name
-                self._openvino = OpenVINOBackbone(self.model, self.dtype_name,
+                self._openvino = OpenVINOBackbone(self.model, self.precision,
                                                   self.checkpoint_id,
                                                   engine_cache_dir() if named else None)
             except (RuntimeError, ImportError) as e:  # OpenVINO's errors are RuntimeErrors

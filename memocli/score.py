@@ -283,7 +283,7 @@ def score_paths(
         batch_size: images per model batch and committed transaction (None: per device,
             :func:`memocli.inference.default_batch_size`).
         workers: image decoding processes (None: automatic).
-        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (:func:`memocli.device.pick_dtype`).
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (:func:`memocli.precision.compute_dtype`).
         engine: ``auto``, ``torch`` or ``openvino`` (:func:`memocli.engines.pick_engine`).
         include_hidden: also look inside hidden folders.
         progress: progress bars and problem lines; silent when None.

@@ -28,10 +28,10 @@ from .features import (
     FeatureBanks,
     cached_activation_bytes,
     frozen_blocks,
-    training_autocast,
 )
 from .inference import default_workers
 from .model import STAGES, VNet
+from .precision import Precision
 
 #: A training batch: the path's input, target scores ``[B]``, source indices ``[B]``.
 Batch = tuple[object, torch.Tensor, torch.Tensor]
@@ -177,7 +177,7 @@ class FullImages:
             ImageScoreDataset(train, train_transform(cfg, augment), cfg.input_size), sources)
 
     def predict(self, x: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
-        with training_autocast(self.device):
+        with Precision.training(self.device.type).autocast(self.device.type):  # all of it
             return (net or self.net)(x.to(self.device, non_blocking=True)).float()
 
     def _loader(self, dataset, sampler=None) -> DataLoader:

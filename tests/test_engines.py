@@ -17,12 +17,14 @@ from memocli import engines
 from memocli.checkpoint import load_checkpoint
 from memocli.engines import OpenVINOBackbone, engine_cache_dir, pick_engine
 from memocli.errors import MemoError
+from memocli.precision import Precision
 from memocli.predictor import Predictor
 
 pytestmark = pytest.mark.skipif(not engines.openvino_installed(),
                                 reason="OpenVINO is not installed")
 
 CPU = torch.device("cpu")
+FP32 = Precision.scoring("fp32")
 
 
 @pytest.fixture
@@ -89,13 +91,13 @@ def test_without_openvino_auto_falls_back_to_torch(monkeypatch):
 def test_converted_once_then_read_back(tiny, monkeypatch):
     model = tiny.model.eval()
     x = inputs(model)
-    first = OpenVINOBackbone(model, "fp32", "tiny-x", engine_cache_dir())(x)
+    first = OpenVINOBackbone(model, FP32, "tiny-x", engine_cache_dir())(x)
     saved = sorted(p.name for p in engine_cache_dir().iterdir())
     assert len(saved) == 2 and saved[0].endswith(".bin") and saved[1].endswith(".xml")
 
     ov = engines.import_openvino()
     monkeypatch.setattr(ov, "convert_model", lambda *a, **k: pytest.fail("converted again"))
-    again = OpenVINOBackbone(model, "fp32", "tiny-x", engine_cache_dir())(x)
+    again = OpenVINOBackbone(model, FP32, "tiny-x", engine_cache_dir())(x)
     for a, b in zip(first, again, strict=True):
         torch.testing.assert_close(a, b)
 
@@ -103,10 +105,10 @@ def test_converted_once_then_read_back(tiny, monkeypatch):
 def test_a_damaged_converted_file_is_converted_again(tiny):
     model = tiny.model.eval()
     x = inputs(model)
-    expected = OpenVINOBackbone(model, "fp32", "tiny-x", engine_cache_dir())(x)
+    expected = OpenVINOBackbone(model, FP32, "tiny-x", engine_cache_dir())(x)
     xml = next(engine_cache_dir().glob("*.xml"))
     xml.write_text("<net", encoding="utf-8")
-    got = OpenVINOBackbone(model, "fp32", "tiny-x", engine_cache_dir())(x)
+    got = OpenVINOBackbone(model, FP32, "tiny-x", engine_cache_dir())(x)
     for a, b in zip(expected, got, strict=True):
         torch.testing.assert_close(a, b)
     assert xml.read_text(encoding="utf-8").startswith("<?xml")  # replaced by a good one
@@ -116,7 +118,7 @@ def test_an_unwritable_cache_folder_costs_only_the_conversion(tiny, tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x", encoding="utf-8")
     model = tiny.model.eval()
-    pooled = OpenVINOBackbone(model, "fp32", "tiny-x", blocker / "engines")(inputs(model))
+    pooled = OpenVINOBackbone(model, FP32, "tiny-x", blocker / "engines")(inputs(model))
     assert len(pooled) == len(model.block_names)
     assert blocker.read_text(encoding="utf-8") == "x"
 
@@ -210,7 +212,7 @@ def test_an_openvino_upgrade_replaces_the_old_converted_network(tiny):
     other = folder / "other-stages04-ov2020.1.xml"  # another model's: kept
     for f in (*stale, other):
         f.write_text("old", encoding="utf-8")
-    OpenVINOBackbone(model, "fp32", "tiny-x", folder)(inputs(model))
+    OpenVINOBackbone(model, FP32, "tiny-x", folder)(inputs(model))
     assert not any(f.exists() for f in stale) and other.exists()
     assert len(list(folder.glob("tiny-x-stages04-ov*.xml"))) == 1
 

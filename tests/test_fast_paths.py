@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
+from memocli import device
 from memocli.checkpoint import load_checkpoint
 from memocli.data import eval_transform, load_image
-from memocli.device import pick_dtype
 from memocli.files import default_weights_path
-from memocli.predictor import iter_predictions
+from memocli.predictor import Predictor, iter_predictions
 
 SAMPLES = sorted((Path(__file__).resolve().parents[1] / "samples").glob("*.jpg"))
 
@@ -39,13 +39,22 @@ def reference_scores(weights: Path, paths: list[Path]) -> list[float]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["torch", "openvino"])
-@pytest.mark.parametrize("precision", ["auto", "fp32", "bf16"])
-def test_fast_scoring_matches_full_decode_float32(photos, precision, engine):
+@pytest.mark.parametrize(("precision", "native_bf16", "dtype"), [
+    ("auto", True, "bf16"), ("auto", False, "fp32"), ("fp32", None, "fp32"),
+    ("bf16", None, "bf16"),
+], ids=["auto-on-a-bf16-cpu", "auto-on-an-avx2-cpu", "fp32", "bf16"])
+def test_fast_scoring_matches_full_decode_float32(photos, precision, native_bf16, dtype, engine,
+                                                  monkeypatch):
+    """Every branch of ``auto`` on a CPU, whatever this machine's CPU is: one with bfloat16
+    in hardware and one without are modelled by patching what memo asks."""
+    if native_bf16 is not None:
+        monkeypatch.setattr(device, "native_bf16_cpu", lambda: native_bf16)
     expected = reference_scores(default_weights_path(), photos)
     model = load_checkpoint(default_weights_path(), device="cpu").model
+    predictor = Predictor(model, "cpu", precision, engine=engine)
+    assert predictor.dtype_name == dtype
     got = {}
-    for batch in iter_predictions(model, photos, torch.device("cpu"), batch_size=4, workers=0,
-                                  precision=precision, engine=engine):
+    for batch in predictor.iter_predictions(photos, batch_size=4, workers=0):
         assert not batch.failures
         got.update(zip(batch.indices, batch.scores, strict=True))
     diffs = [abs(got[i] - e) for i, e in enumerate(expected)]
@@ -60,22 +69,15 @@ def test_reduced_size_decode_keeps_enough_pixels(photos):
     assert min(small.size) >= 224 and small.size[0] <= 1000  # DCT-scaled, not 12 MP
 
 
-def test_auto_precision_is_fp16_on_cuda_and_float32_on_mps():
-    assert pick_dtype("auto", torch.device("cuda")) == torch.float16
-    assert pick_dtype("auto", torch.device("mps")) is None
-    assert pick_dtype("fp32", torch.device("cpu")) is None
-    assert pick_dtype("bf16", torch.device("cpu")) == torch.bfloat16
-
-
 @pytest.mark.gpu
 def test_cuda_float16_scoring_matches_full_decode_float32(photos):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     expected = reference_scores(default_weights_path(), photos)
-    device = torch.device("cuda")
-    model = load_checkpoint(default_weights_path(), device=device).model
+    cuda = torch.device("cuda")
+    model = load_checkpoint(default_weights_path(), device=cuda).model
     got = {}
-    for batch in iter_predictions(model, photos, device, workers=2):  # fp16, pinned, 64/batch
+    for batch in iter_predictions(model, photos, cuda, workers=2):  # fp16, pinned, 64/batch
         assert not batch.failures
         got.update(zip(batch.indices, batch.scores, strict=True))
     assert max(abs(got[i] - e) for i, e in enumerate(expected)) <= 0.01

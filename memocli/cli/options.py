@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import click
 
-from ..device import DEVICE_NAMES, PRECISIONS
+from ..device import DEVICE_NAMES
 from ..engines import ENGINES
+from ..precision import PRECISIONS
 from ..registry import DEFAULT_MODEL, MODELS
 from .progress import echo_err, progress_for_stderr
 
@@ -30,7 +31,7 @@ def device_option(f):
 
 
 def precision_option(default: str = "auto"):
-    """``--precision``: the arithmetic scoring runs in (see memocli.device.pick_dtype)."""
+    """``--precision``: the arithmetic scoring runs in (see memocli.precision.compute_dtype)."""
     return click.option(
         "--precision", type=click.Choice(PRECISIONS), default=default, show_default=True,
         envvar="MEMO_PRECISION",
