@@ -6,7 +6,8 @@ path), so merging copies the rows of each source table whose key the destination
 are found in the schema, not listed here, so those of later migrations merge as well.
 A kept row whose real-valued column (a score) differs from the source's by more than the
 tolerance is reported as a conflict. A source row whose value does not fit its column's
-type (text or an infinite number as a score, bytes as a camera) is refused and counted.
+type (text or an infinite number as a score, bytes as a camera), or a feature vector of
+another length than its model's, is refused and counted.
 Identifiers read from a source are quoted (:func:`_q`), never pasted raw into SQL.
 
 Each source is merged in one transaction: a crash leaves the destination as it was
@@ -17,12 +18,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cache import Cache, migrations
 from .cache.connection import transaction
 from .cache.migrations import schema_problem
+from .cache.rows import usual_length
 from .cache.sqlite_errors import describe_sqlite_error
 from .errors import MemoError
 
@@ -121,11 +124,31 @@ def _valid(column: _Column) -> str:
 _LARGEST_FLOAT = 1.7976931348623157e308  # abs(inf) is larger
 
 
+def _vector_rule(conn: sqlite3.Connection) -> str:
+    """SQL: the source ``features`` row's vector has its model's length, as the destination's
+    vectors of that model say, else the source's (:func:`~memocli.cache.rows.usual_length`).
+    A vector of another length (a damaged shard's) would break bursts."""
+    counts: dict[str, dict[str, Counter]] = {"main": {}, "src": {}}
+    for schema, by_model in counts.items():
+        for model, length, n in conn.execute(
+                f"SELECT model, length(vector), count(*) FROM {schema}.features "
+                "WHERE typeof(vector) = 'blob' GROUP BY 1, 2"):
+            by_model.setdefault(model, Counter())[length] = n
+    conn.execute("CREATE TEMP TABLE _memo_vector_lengths (model PRIMARY KEY, length)")
+    conn.executemany("INSERT INTO temp._memo_vector_lengths VALUES (?, ?)", [
+        (model, usual_length(counts["main"].get(model, {})) or usual_length(theirs))
+        for model, theirs in counts["src"].items()])
+    return ("coalesce(length(s.vector) = (SELECT length FROM temp._memo_vector_lengths "
+            "WHERE model = s.model), 0)")  # no usable length (all odd): refused, and counted
+
+
 def _merge_table(conn: sqlite3.Connection, name: str, table: _Table, report: SourceReport,
                  tolerance: float) -> None:
     cols = ", ".join(_q(c.name) for c in table.columns)
     picked = ", ".join(f"s.{_q(c.name)}" for c in table.columns)
     valid = " AND ".join(_valid(c) for c in table.columns)
+    if name == "features":
+        valid += f" AND {_vector_rule(conn)}"
     join = " AND ".join(f"m.{_q(k)} = s.{_q(k)}" for k in table.keys)
     for column in table.reals:
         rows = conn.execute(
@@ -201,6 +224,7 @@ def _merge_one(cache: Cache, source: Path, tolerance: float) -> SourceReport:
     except sqlite3.DatabaseError as e:
         raise MemoError(describe_sqlite_error(e, cache.path, cache.busy_timeout_s)) from None
     finally:
+        conn.execute("DROP TABLE IF EXISTS temp._memo_vector_lengths")
         conn.execute("DETACH DATABASE src")
 
 

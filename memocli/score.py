@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import Cache, CheckpointSetup, ImageMeta
+from .cache.rows import well_formed_vectors
 from .engines import engine_setup_key
 from .errors import Interrupted, MemoError
 from .files import default_weights_path, hash_file, os_reason, printable, read_failure
@@ -171,6 +172,19 @@ class Skips:
             raise MemoError(f"{printable(path)}: {reason} (stopped: --strict)")
         self.items.append((path, reason))
         self.progress.echo(f"skipped {printable(path)}: {reason}")
+
+
+def _read_features(cache: Cache, entries: list[_Entry], model_id: str,
+                   progress: Progress) -> None:
+    """Give each entry its stored feature vector. A malformed one (another length than the
+    model's, from a damaged cache) is left out with a warning: the model computes it again."""
+    good, problems = well_formed_vectors(
+        cache.features([e.content_hash for e in entries if not e.failed], model_id))
+    for e in entries:
+        e.features = good.get(e.content_hash)
+        if e.content_hash in problems:
+            progress.echo(f"warning: {printable(e.found.path)}: malformed feature vector in "
+                          f"the cache ({problems[e.content_hash]}); computing it again")
 
 
 def _hash_stage(cache: Cache, entries: list[_Entry], todo: list[_Entry], model_id: str,
@@ -333,10 +347,7 @@ def score_paths(
         with ThreadPoolExecutor(_IO_THREADS) as pool:
             hashed = _hash_stage(cache, entries, todo, source.model_id, skips, progress, pool)
     if with_features:
-        stored = cache.features([e.content_hash for e in entries if not e.failed],
-                                source.model_id)
-        for e in entries:
-            e.features = stored.get(e.content_hash)
+        _read_features(cache, entries, source.model_id, progress)
     scored, scored_files = _model_stage(cache, source, entries, skips, progress,
                                         batch_size, workers, with_features)
     files = [

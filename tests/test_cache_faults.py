@@ -274,3 +274,61 @@ def test_rows_of_the_wrong_type_already_in_a_cache_are_rescored_not_crashed_on(
                  "--cache", str(db), "-s")
     assert export.exit_code == 0
     json.loads((tmp_path / "o.json").read_text())
+
+
+# --- malformed feature vectors --------------------------------------------------------------
+
+def truncate_vector(db: Path, content_hash: str, length: int = 1024) -> None:
+    """Cut one stored feature vector short, as a damaged shard's merge could leave it."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE features SET vector = substr(vector, 1, ?) WHERE content_hash = ?",
+                     [length, content_hash])
+
+
+@pytest.mark.parametrize("command", [
+    ["score", "--json"], ["score", "--csv"], ["score", "--one-per-burst"], ["export", "-"],
+])
+def test_a_malformed_feature_vector_is_recomputed_with_a_warning_not_crashed_on(
+        tmp_path, make_photos, tiny_checkpoint, command):
+    db = tmp_path / "c.db"
+    photos = make_photos(3)
+    args = [command[0], str(photos[0].parent), *command[1:], "-w", str(tiny_checkpoint),
+            "--cache", str(db), "--workers", "0"]
+    first = run(*args)
+    assert first.exit_code == 0
+    with sqlite3.connect(db) as conn:
+        victim = conn.execute("SELECT content_hash FROM files WHERE path = ?",
+                              [str(photos[1].resolve())]).fetchone()[0]
+    truncate_vector(db, victim)
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == first.stdout
+    assert (f"warning: {photos[1]}: malformed feature vector in the cache (1024 bytes where "
+            "this model's have 4096); computing it again") in result.stderr
+    assert "2 from the cache, 1 scored now" in result.stderr
+    with sqlite3.connect(db) as conn:  # the cache is whole again
+        assert conn.execute("SELECT DISTINCT length(vector) FROM features").fetchall() == [
+            (4096,)]
+
+
+def test_merge_refuses_feature_vectors_of_another_length_than_the_models(tmp_path):
+    dst, shard, lone = tmp_path / "dst.db", tmp_path / "shard.db", tmp_path / "lone.db"
+    with Cache(dst) as c:
+        c.record_scores("m", [("a", 0.1)], [("a", bytes(4096))])
+    with Cache(shard) as c:
+        c.record_scores("m", [("b", 0.2), ("c", 0.3)], [("b", bytes(4096)), ("c", bytes(1024))])
+        c.record_scores("n", [("b", 0.2)], [("b", bytes(7))])  # odd: no float16 vector
+    with Cache(lone) as c:  # a model the destination has no vectors of: the source's decide
+        c.record_scores("k", [("d", 0.4), ("e", 0.5), ("f", 0.6)],
+                        [("d", bytes(64)), ("e", bytes(64)), ("f", bytes(32))])
+    result = run("cache", "merge", str(shard), str(lone), "--into", str(dst))
+    assert result.exit_code == 1
+    assert f"{shard}: refused 2 features row(s)" in result.stderr
+    assert f"{lone}: refused 1 features row(s)" in result.stderr
+    assert "a feature vector of another length than its model's" in result.stderr
+    assert last_line(result) == "Error: 3 row(s) refused"
+    with sqlite3.connect(dst) as conn:
+        assert conn.execute("SELECT model, content_hash, length(vector) FROM features "
+                            "ORDER BY 1, 2").fetchall() == [
+            ("k", "d", 64), ("k", "e", 64), ("m", "a", 4096), ("m", "b", 4096)]
+        assert conn.execute("SELECT count(*) FROM scores").fetchone()[0] == 7  # scores stay

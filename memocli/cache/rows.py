@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import astuple, dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -114,3 +115,28 @@ def decode_text(raw: bytes) -> str:
     """Stored text as str; bytes that are not UTF-8 (a merged cache's) as surrogates, which
     :mod:`memocli.escape` shows as ``\\xNN``, instead of an error on reading."""
     return raw.decode("utf-8", "surrogateescape")
+
+
+def usual_length(counts: Mapping[int, int]) -> int | None:
+    """The byte length of a model's feature vectors, from how many stored vectors have each
+    length: the commonest even, non-zero one (a tie: the longer). Every vector of one model
+    has its length, so the others are damaged or truncated (a damaged shard merged in)."""
+    usable = {n: c for n, c in counts.items() if n > 0 and n % 2 == 0}
+    return max(usable, key=lambda n: (usable[n], n)) if usable else None
+
+
+def well_formed_vectors(stored: Mapping[str, Any]) -> tuple[dict[str, bytes], dict[str, str]]:
+    """One model's stored feature vectors by content hash, split into those of the model's
+    length (:func:`usual_length`) and, for the others, what is wrong with them."""
+    lengths = Counter(len(v) for v in stored.values() if isinstance(v, bytes))
+    length = usual_length(lengths)
+    good: dict[str, bytes] = {}
+    problems: dict[str, str] = {}
+    for content_hash, vector in stored.items():
+        if not isinstance(vector, bytes):
+            problems[content_hash] = f"a {type(vector).__name__}, not bytes"
+        elif len(vector) != length:
+            problems[content_hash] = f"{len(vector)} bytes where this model's have {length}"
+        else:
+            good[content_hash] = vector
+    return good, problems

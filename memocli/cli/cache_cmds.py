@@ -201,7 +201,9 @@ def merge(sources, dest, tolerance):
         if r.refused:
             echo_err(f"{r.source}: refused " + ", ".join(
                 f"{n} {table} row(s)" for table, n in r.refused.items())
-                + " (a value of the wrong type, or not a finite number)")
+                + " (a value of the wrong type, or not a finite number"
+                + ", or a feature vector of another length than its model's"
+                * ("features" in r.refused) + ")")
             refused += sum(r.refused.values())
         for c in r.examples:
             key = ", ".join(f"{k}={v}" for k, v in c.key.items())
