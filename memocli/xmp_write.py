@@ -1,0 +1,133 @@
+"""``memo xmp``'s driver: from ranked photos to what goes into each sidecar and file.
+
+One :class:`XmpPlan` (the command's options) turns each ranked photo into a
+:class:`~memocli.xmp_fields.Wish`; every sidecar the naming gives the photo, and with
+``embed`` the photo itself, is merged with it. A sidecar or file memo cannot change is
+reported in one line and the others go on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from .embedded_xmp import EmbedError, can_embed, update_embedded
+from .files import printable
+from .ranking import Ranked
+from .sidecars import SidecarError, sidecar_paths, update_sidecar
+from .xmp_fields import Wish, apply, keyword_band, remove, stars_for
+from .xmp_packet import Packet
+
+Echo = Callable[[str], None]
+Change = Callable[[Packet, bool], list[str]]
+
+
+@dataclass(frozen=True)
+class XmpPlan:
+    """What ``memo xmp`` writes, and where.
+
+    Attributes:
+        sidecar: ``darktable``, ``adobe`` or ``both`` (:func:`memocli.sidecars.sidecar_paths`).
+        star_map: bands for ``xmp:Rating`` (None: no stars).
+        label: ``(top percent, colour)`` for ``xmp:Label`` (None: no label).
+        keywords: add ``memo|top N%`` keywords.
+        overwrite: replace the user's own rating and label.
+        embed: also write into JPEG/TIFF/DNG files (exiftool's path, or None).
+        removing: take memo's values out instead.
+        dry_run: say what would change; write nothing.
+    """
+
+    sidecar: str = "darktable"
+    star_map: tuple[tuple[float, int], ...] | None = None
+    label: tuple[float, str] | None = None
+    keywords: bool = False
+    overwrite: bool = False
+    embed: str | None = None
+    removing: bool = False
+    dry_run: bool = False
+
+    def wish(self, ranked: Ranked, photos: int, model_id: str, when: str) -> Wish:
+        """What this plan wants in the packets of ``ranked``."""
+        pct = ranked.percentile
+        wish = Wish(score={
+            "Score": f"{ranked.item.score:.4f}", "Percentile": f"{pct:.2f}",
+            "Rank": str(ranked.rank), "Photos": str(photos), "Model": model_id,
+            "ContentHash": ranked.item.content_hash, "Date": when})
+        if self.star_map is not None:
+            wish.optin["rating"] = stars_for(pct, self.star_map)
+        if self.label is not None:
+            top, colour = self.label
+            wish.optin["label"] = colour if pct >= 100 - top else None
+        if self.keywords:
+            band = keyword_band(pct)
+            wish.optin["keywords"] = None if band is None else f"top {band}%"
+        return wish
+
+
+@dataclass
+class XmpSummary:
+    """What a run changed."""
+
+    changed: int = 0  # sidecars and files written (or that would be, with dry_run)
+    unchanged: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    no_sidecar: int = 0  # photos the naming gives no sidecar (adobe: not RAW)
+
+
+def write_xmp(ranked: Sequence[Ranked], model_id: str, plan: XmpPlan, echo: Echo,
+              show: Echo) -> XmpSummary:
+    """Merge memo's results for ``ranked`` into their sidecars (and files, with embed).
+
+    ``echo`` gets problems (stderr); ``show`` gets what would change, one line per sidecar
+    or file, with ``dry_run`` (stdout).
+    """
+    summary = XmpSummary()
+    when = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    for r in ranked:
+        wish = plan.wish(r, len(ranked), model_id, when)
+        _photo(r.item.path, lambda packet, created, wish=wish: apply(
+            packet, wish, plan.overwrite, created), plan, summary, echo, show)
+    return summary
+
+
+def remove_xmp(paths: Sequence[str], plan: XmpPlan, echo: Echo, show: Echo) -> XmpSummary:
+    """Take what memo wrote out of the sidecars (and files, with embed) of ``paths``."""
+    summary = XmpSummary()
+    for path in paths:
+        _photo(path, lambda packet, created: remove(packet), plan, summary, echo, show)
+    return summary
+
+
+def _photo(path: str, change: Change, plan: XmpPlan, summary: XmpSummary, echo: Echo,
+           show: Echo) -> None:
+    """Apply ``change`` to every sidecar of ``path`` (and to the file, with embed)."""
+    targets = sidecar_paths(path, plan.sidecar)
+    if not targets:
+        summary.no_sidecar += 1
+    for target in targets:
+        if plan.removing and not os.path.lexists(target):
+            continue
+        _one(target, lambda t=target: update_sidecar(t, change, plan.dry_run),
+             summary, echo, show, plan.dry_run)
+    if plan.embed and can_embed(path):
+        _one(path, lambda: update_embedded(path, change, plan.embed, plan.dry_run),
+             summary, echo, show, plan.dry_run)
+
+
+def _one(target: str, update: Callable[[], list[str]], summary: XmpSummary, echo: Echo,
+         show: Echo, dry_run: bool) -> None:
+    """Run one sidecar's or file's update, counting and reporting it."""
+    try:
+        changes = update()
+    except (SidecarError, EmbedError) as e:
+        summary.failed.append((target, str(e)))
+        echo(f"{printable(target)}: {e}")
+        return
+    if changes:
+        summary.changed += 1
+        if dry_run:
+            show(f"{printable(target)}: " + "; ".join(changes))
+    else:
+        summary.unchanged += 1
