@@ -108,7 +108,8 @@ def test_prune_forgets_missing_files_and_unreferenced_scores(tmp_path):
                         [("shared", b"\0\0"), ("lonely", b"\0\0")])
         old = CheckpointSetup(str(tmp_path / "old.pt"), "auto", "auto", "auto", 2, 1, 1)
         c.remember_checkpoint(old, "m")
-        removed = {"files": 2, "checkpoints": 1, "scores": 1, "images": 1, "features": 1}
+        removed = {"files": 2, "checkpoints": 1, "scores": 1, "images": 1, "features": 1,
+                   "unreachable": 0, "kept_scores": 0}
         assert c.prune(dry_run=True) == removed
         assert c.info()["rows"]["files"] == 3  # dry run changed nothing
         assert c.prune() == removed

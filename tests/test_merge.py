@@ -61,6 +61,44 @@ def test_shard_caches_merge_into_one_that_exports_like_a_single_run(tmp_path,
     assert (tmp_path / "merged.csv").read_text() == (tmp_path / "single.csv").read_text()
 
 
+def test_prune_after_merging_shards_that_saw_other_paths_keeps_their_scores(tmp_path,
+                                                                           tiny_checkpoint):
+    """docs/scaling.md's case: the jobs saw the library under another path than the merging
+    machine. Pruning must not take their scores for those of deleted photos."""
+    job_view = tmp_path / "job-mount" / "lib"
+    for i in range(4):
+        write_photo(job_view / f"p{i}.jpg", color=(40 * i,) * 3)
+    common = ["-w", str(tiny_checkpoint), "--workers", "0", "--precision", "fp32", "-s"]
+    shards = [tmp_path / f"shard{i}.db" for i in (1, 2)]
+    for i, db in enumerate(shards, 1):
+        invoke(["score", str(job_view), "--shard", f"{i}/2", "--cache", str(db), *common])
+    here = tmp_path / "archive"
+    job_view.parent.rename(here)  # the merging machine sees the photos elsewhere
+    (here / "lib" / "p3.jpg").unlink()  # and one photo is deleted for good
+    archive = tmp_path / "archive.db"
+    invoke(["cache", "merge", *map(str, shards), "--into", str(archive)])
+
+    out = invoke(["cache", "prune", "--cache", str(archive)]).stdout
+    assert "removed: 0 missing file(s), 0 score(s)" in out
+    assert ("kept: 4 file(s) in folders not here (other machines' paths from `memo cache "
+            "merge`, or a disk not mounted) and 4 score(s) only they use; --unreachable "
+            "forgets them too") in out
+    result = invoke(["export", str(here / "lib"), str(tmp_path / "ranks.csv"), "--cache",
+                     str(archive), *common[:-1]])
+    assert "3 photo(s): 3 from the cache, 0 scored now" in result.stderr
+
+    # The local paths now use 3 of the contents; forgetting the jobs' paths drops the 4th.
+    out = invoke(["cache", "prune", "--cache", str(archive), "--unreachable"]).stdout
+    assert ("removed: 0 missing file(s), 4 file(s) in folders not here, 1 score(s)"
+            in out) and "kept:" not in out
+    with sqlite3.connect(archive) as conn:
+        assert conn.execute("SELECT count(*) FROM scores").fetchone()[0] == 3
+        assert conn.execute("SELECT count(*) FROM files").fetchone()[0] == 3
+    again = invoke(["export", str(here / "lib"), str(tmp_path / "again.csv"), "--cache",
+                    str(archive), *common[:-1]])
+    assert "0 scored now" in again.stderr
+
+
 def test_same_keys_dedupe_and_conflicts_keep_the_destination(tmp_path):
     dst = small_cache(tmp_path / "dst.db", {"a": 0.5, "b": 0.6})
     src = small_cache(tmp_path / "src.db", {"a": 0.5 + 1e-9, "b": 0.9, "c": 0.1})

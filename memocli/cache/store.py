@@ -7,7 +7,8 @@ Every write is one short transaction; readers never block writers (WAL), and a s
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,23 @@ _CHUNK = 500  # rows per "IN (...)" query, well under SQLite's variable limit
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def _absent_paths(stored: Iterable[tuple[str | bytes]]) -> dict[str, list[str | bytes]]:
+    """Stored paths of files not here: ``missing`` (their folder is here, they are not)
+    and ``unreachable`` (their folder is not here, or cannot be looked at)."""
+    absent: dict[str, list[str | bytes]] = {"missing": [], "unreachable": []}
+    for (value,) in stored:
+        path = path_from_db(value)
+        try:
+            os.stat(path)
+            continue
+        except (FileNotFoundError, NotADirectoryError):
+            here = os.path.isdir(os.path.dirname(path))
+        except OSError:  # no permission, an I/O error: cannot tell
+            here = False
+        absent["missing" if here else "unreachable"].append(value)
+    return absent
 
 
 class _DryRun(Exception):
@@ -237,33 +255,54 @@ class Cache:
                 pass
         return total
 
-    def prune(self, exists: Callable[[str], bool] = os.path.exists,
-              dry_run: bool = False) -> dict[str, int]:
+    def prune(self, dry_run: bool = False, unreachable: bool = False) -> dict[str, int]:
         """Forget files that no longer exist, then scores and metadata no file refers to.
 
-        Checkpoint records whose file is gone are dropped too. Returns the counts removed
-        (with ``dry_run``: that would be removed; the transaction is rolled back).
+        A path is forgotten when its folder is here and the file is not. A path whose
+        folder is not here (another machine's, merged in by ``memo cache merge``, or a disk
+        not mounted) cannot be told from a deleted one: it is kept, with the scores it
+        uses, unless ``unreachable``. Checkpoint records follow the same rule.
+
+        Returns the counts removed (``files``: missing paths, ``unreachable``: paths in
+        folders not here, removed only with ``unreachable``; ``scores``, ``images``,
+        ``features``, ``checkpoints``) and ``kept_scores``: the scores kept only because
+        unreachable paths use them. With ``dry_run`` they are what would go; the
+        transaction is rolled back.
         """
-        gone = [p for (p,) in self.db.execute("SELECT path FROM files")
-                if not exists(path_from_db(p))]
-        gone_ckpt = [p for (p,) in self.db.execute("SELECT path FROM checkpoints")
-                     if not exists(path_from_db(p))]
-        counts = {"files": len(gone), "checkpoints": len(gone_ckpt)}
+        files = _absent_paths(self.db.execute("SELECT path FROM files"))
+        ckpts = _absent_paths(self.db.execute("SELECT path FROM checkpoints"))
+        counts = {"files": len(files["missing"]), "unreachable": len(files["unreachable"]),
+                  "checkpoints": len(ckpts["missing"])}
         try:
             with transaction(self.db.conn) as conn:
-                for table, paths in (("files", gone), ("checkpoints", gone_ckpt)):
-                    for chunk in _chunks(paths):
-                        conn.execute(f"DELETE FROM {table} WHERE path IN "
-                                     f"({','.join('?' * len(chunk))})", chunk)
-                for table in ("scores", "images", "features"):
-                    counts[table] = conn.execute(
-                        f"DELETE FROM {table} WHERE content_hash NOT IN "
-                        "(SELECT content_hash FROM files)").rowcount
+                orphans = self._forget(conn, files["missing"], ckpts["missing"])
+                conn.execute("SAVEPOINT unreachable")
+                also = self._forget(conn, files["unreachable"], ckpts["unreachable"])
+                if not unreachable:
+                    conn.execute("ROLLBACK TO unreachable")
+                conn.execute("RELEASE unreachable")
+                counts["kept_scores"] = 0 if unreachable else also["scores"]
+                for table, n in orphans.items():
+                    counts[table] = n + also[table] * unreachable
+                if unreachable:
+                    counts["checkpoints"] += len(ckpts["unreachable"])
                 if dry_run:
                     raise _DryRun
         except _DryRun:
             pass
         return counts
+
+    @staticmethod
+    def _forget(conn: sqlite3.Connection, paths: list, checkpoint_paths: list) -> dict[str, int]:
+        """Delete the ``files`` and ``checkpoints`` rows of these stored paths, then the
+        scores, image facts and features no file refers to; returns how many of those."""
+        for table, rows in (("files", paths), ("checkpoints", checkpoint_paths)):
+            for chunk in _chunks(rows):
+                conn.execute(f"DELETE FROM {table} WHERE path IN "
+                             f"({','.join('?' * len(chunk))})", chunk)
+        return {table: conn.execute(f"DELETE FROM {table} WHERE content_hash NOT IN "
+                                    "(SELECT content_hash FROM files)").rowcount
+                for table in ("scores", "images", "features")}
 
     def vacuum(self) -> None:
         """Give the space freed by pruning back to the file system."""

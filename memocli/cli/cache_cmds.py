@@ -142,17 +142,24 @@ def _human_size(n: int) -> str:
 @cache.command()
 @_cache_option
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.option("--unreachable", is_flag=True,
+              help="Also forget paths in folders that do not exist here (other machines' "
+                   "paths from `memo cache merge`, a disk not mounted) and the scores only "
+                   "they use.")
 @click.option("--vacuum", is_flag=True, help="Then shrink the database file.")
-def prune(cache_path, dry_run, vacuum):
+def prune(cache_path, dry_run, unreachable, vacuum):
     """Forget files that no longer exist, and scores no remaining file needs.
 
-    Scores are kept while any cached path still has that content. Files on a disk that
-    is not mounted look deleted: prune while your library is reachable.
+    A file is forgotten when its folder is here and it is not. Scores are kept while any
+    cached path still has that content. Paths whose folder does not exist here (merged
+    from other machines, or on a disk not mounted) are kept with their scores, and
+    counted, unless --unreachable.
 
     \b
     Examples:
       memo cache prune --dry-run
       memo cache prune --vacuum
+      memo cache prune --unreachable --dry-run
     """
     from ..cache import Cache
 
@@ -161,13 +168,19 @@ def prune(cache_path, dry_run, vacuum):
         click.echo(f"cache: {for_terminal(path)} (not created yet); nothing to prune")
         return
     with Cache(path) as db:
-        counts = db.prune(dry_run=dry_run)
+        counts = db.prune(dry_run=dry_run, unreachable=unreachable)
         if vacuum and not dry_run:
             db.vacuum()
     verb = "would remove" if dry_run else "removed"
-    click.echo(f"{verb}: {counts['files']} missing file(s), {counts['scores']} score(s), "
-               f"{counts['images']} image record(s), {counts['checkpoints']} checkpoint "
-               "record(s)")
+    forgotten = (f", {counts['unreachable']} file(s) in folders not here" * unreachable)
+    click.echo(f"{verb}: {counts['files']} missing file(s){forgotten}, {counts['scores']} "
+               f"score(s), {counts['images']} image record(s), {counts['checkpoints']} "
+               "checkpoint record(s)")
+    if counts["unreachable"] and not unreachable:
+        click.echo(f"kept: {counts['unreachable']} file(s) in folders not here (other "
+                   "machines' paths from `memo cache merge`, or a disk not mounted) and "
+                   f"{counts['kept_scores']} score(s) only they use; --unreachable "
+                   "forgets them too")
 
 
 @cache.command()
