@@ -19,7 +19,7 @@ import torch
 from . import __version__
 from . import checkpoint_checks as checks
 from .errors import MemoError
-from .files import atomic_write, hash_file
+from .files import atomic_write, checkpoint_problem, hash_file, not_a_file
 from .model import VNet, upgrade_state_dict
 from .registry import MODELS, ModelConfig
 
@@ -96,8 +96,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     :func:`memocli.checkpoint_checks.check_weights` has seen their shapes.
     """
     path = Path(path)
-    if not path.is_file():
-        raise MemoError(f"{path}: no such checkpoint file")
+    problem = not_a_file(path)
+    if problem:
+        raise MemoError(f"{path}: {checkpoint_problem(problem)}")
     with open(path, "rb") as f:
         if f.read(4) != _ZIP_MAGIC:  # a text file, a photo, a README, an old torch pickle
             raise MemoError(f"{path} is not a memo checkpoint")

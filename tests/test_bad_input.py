@@ -177,3 +177,31 @@ def test_file_without_read_permission_is_skipped(tmp_path, tiny_checkpoint):
     result = run_score(lib, tiny_checkpoint, tmp_path / "c.db")
     assert result.exit_code == 1
     assert f"skipped {private}: permission denied" in result.stderr
+
+
+def test_memo_home_set_to_a_file_says_it_is_a_file(tmp_path, make_photos, tiny_checkpoint,
+                                                   monkeypatch):
+    home = tmp_path / "memo-home-file"
+    home.write_text("not a folder\n")
+    monkeypatch.setenv("MEMO_HOME", str(home))
+    result = CliRunner().invoke(cli, ["score", str(make_photos(1)[0]), "-w",
+                                      str(tiny_checkpoint)])
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: {home}/memo.db: cannot create the cache: {home} is a "
+                             "file, not a folder\n")
+    assert home.read_text() == "not a folder\n"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_weights_that_are_no_file_say_what_they_are(tmp_path, make_photos, kind):
+    weights = tmp_path / "model.pt"
+    if kind == "fifo":
+        os.mkfifo(weights)
+    else:
+        weights.mkdir()
+    said = {"fifo": "a named pipe (FIFO)", "folder": "a folder"}[kind]
+    photo = str(make_photos(1)[0])
+    for command in (["score", photo, "--no-cache"], ["explain", photo]):
+        result = CliRunner().invoke(cli, [*command, "-w", str(weights)])
+        assert result.exit_code == 1, result.output
+        assert result.stderr == f"Error: {weights}: {said}, not a checkpoint file\n"

@@ -9,7 +9,6 @@ import pytest
 from conftest import invoke, write_photo
 from test_scan import exif_photo
 
-from memocli import checkpoint
 from memocli.output import COLUMNS
 from memocli.predictor import Predictor
 
@@ -117,17 +116,6 @@ def test_format_comes_from_the_extension_and_an_unknown_one_is_refused(tmp_path,
                     code=2)
     assert "r.xlsx's extension: use .csv, .json or .jsonl, or pass --format" in result.stderr
     assert not (tmp_path / "r.xlsx").exists()
-
-
-def test_a_missing_folder_is_an_error_as_with_shell_redirection(tmp_path, make_photos,
-                                                                tiny_checkpoint, monkeypatch):
-    photos = make_photos(1)
-    monkeypatch.setattr(checkpoint, "load_checkpoint", None)  # fails before any scoring
-    out = tmp_path / "nonexistdir" / "ranks.csv"
-    result = invoke(["export", str(photos[0].parent), str(out), "-w", str(tiny_checkpoint)],
-                    code=1)
-    assert result.stderr == f"Error: {out}: No such file or directory\n"
-    assert not out.parent.exists()
 
 
 def test_a_forgotten_out_is_named(make_photos):

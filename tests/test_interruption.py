@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import write_photo
+from conftest import interrupting, write_photo
 
+from memocli import score
 from memocli.cli import cli
 from memocli.predictor import Predictor
 
@@ -113,6 +114,29 @@ def test_ctrl_c_ends_with_one_line_saying_what_was_saved(tmp_path, tiny_checkpoi
     summary = (f"interrupted: the {count(db)} new score(s) so far are saved; "
                "run the same command again to continue")
     assert lines == [summary]
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_says_so_as_ctrl_c_does_then_exits_143(tmp_path, tiny_checkpoint):
+    lib = tmp_path / "lib"
+    photo_library(lib, 200)
+    db = tmp_path / "c.db"
+    code, err = start_and_stop_after(
+        memo_score(str(lib), "--cache", str(db), "-w", str(tiny_checkpoint), "-s",
+                   "--batch-size", "4", "--workers", "1"), db, 8, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == [f"interrupted: the {count(db)} new score(s) so far are saved; "
+                     "run the same command again to continue"]
+
+
+def test_ctrl_c_before_scoring_says_interrupted(tmp_path, tiny_checkpoint, monkeypatch):
+    write_photo(tmp_path / "a.png")
+    monkeypatch.setattr(score, "scan", interrupting(score.scan, 1))
+    result = CliRunner().invoke(cli, ["score", str(tmp_path / "a.png"), "-w",
+                                      str(tiny_checkpoint)])
+    assert result.exit_code == 130
+    assert result.stderr.strip() == "interrupted"
 
 
 @pytest.mark.slow

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+from contextlib import contextmanager
 
 import click
 
@@ -20,16 +22,38 @@ class MemoGroup(click.Group):
     """
 
     def invoke(self, ctx: click.Context):
+        stopped_by = [signal.SIGINT]
         try:
-            return super().invoke(ctx)
+            with _sigterm_as_interrupt(stopped_by):
+                return super().invoke(ctx)
         except MemoError as e:
             raise click.ClickException(terminal_message(str(e))) from None
         except click.ClickException as e:
             e.message = terminal_message(e.message)
             raise
         except KeyboardInterrupt as e:  # an Interrupted says what was saved
-            click.echo(f"\n{e or 'interrupted'}", err=True)
-            sys.exit(130)
+            click.echo(f"\n{str(e) or 'interrupted'}", err=True)
+            sys.exit(128 + stopped_by[0])
+
+
+@contextmanager
+def _sigterm_as_interrupt(stopped_by: list[int]):
+    """SIGTERM (``kill``, ``timeout``, ``docker stop``) stops a command as Ctrl-C does:
+    what is done is saved and said; ``stopped_by`` gets the signal for the exit status
+    (128 + 15). Only in the main thread, where Python runs signal handlers."""
+    def stop(signum, frame):
+        stopped_by[0] = signum
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=MemoGroup, context_settings={"help_option_names": ["-h", "--help"]})

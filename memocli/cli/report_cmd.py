@@ -15,7 +15,7 @@ from .progress import progress_for_stderr
                 metavar="PATH...")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
               default="memo-report.html", show_default=True,
-              help="HTML file to write (replaced atomically).")
+              help="HTML file to write (replaced atomically; missing folders are created).")
 @click.option("--heatmaps", "n_heatmaps", type=click.IntRange(min=0), default=12,
               show_default=True, metavar="K",
               help="Grad-CAM overlays for the K most memorable photos, one per burst "
@@ -39,9 +39,10 @@ def report(inputs, out, n_heatmaps, title, burst_seconds, burst_similarity, **sc
       memo report ~/Photos --burst-seconds 10 --title "Summer 2026"
     """
     from ..bursts import rank_bursts
-    from ..files import os_reason, printable
+    from ..files import check_output_file, os_reason, printable
     from ..report import grad_cams, make_thumbs, write_report
 
+    check_output_file(out)  # said now, not after scoring
     result = run_scoring(inputs, **scoring, with_features=True)
     silent = scoring["silent"]
     ranked = rank_bursts(result.files, burst_seconds, burst_similarity)

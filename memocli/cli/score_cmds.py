@@ -98,7 +98,7 @@ def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
 @click.argument("out", type=click.Path(allow_dash=True), metavar="OUT")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json", "jsonl"]), default=None,
               help="Output format [default: from OUT's extension, .csv, .json or .jsonl; "
-                   "csv for '-'].")
+                   "csv for '-', a device or a FIFO].")
 @one_per_burst_option
 @burst_options
 @scoring_options
@@ -109,8 +109,9 @@ def export(inputs, out, fmt, one_per_burst, burst_seconds, burst_similarity, **s
     best first, with columns rank, path, score, percentile, content_hash, width, height,
     date_taken, camera, model_id, raw_score, burst (the rank of the best frame of the
     photo's burst; see docs/scoring.md). OUT '-' is stdout. The format comes from OUT's
-    extension (.csv, .json, .jsonl); another extension needs --format. OUT's folder must
-    exist. The file is replaced atomically, never left half-written.
+    extension (.csv, .json, .jsonl); another extension needs --format. Missing folders
+    are created. The file is replaced atomically, never left half-written; a symlink is
+    written through to its target.
 
     \b
     Examples:
@@ -140,6 +141,7 @@ def export(inputs, out, fmt, one_per_burst, burst_seconds, burst_similarity, **s
 
 def _export_format(inputs: tuple[str, ...], out: str, fmt: str | None) -> str:
     """The format to write OUT in, after checking what can be checked before scoring."""
+    from ..files import check_output_file, not_a_file
     from ..output import FORMAT_OF_EXTENSION
 
     if not inputs:  # Click gave the only argument to OUT: it is OUT that is missing
@@ -147,11 +149,10 @@ def _export_format(inputs: tuple[str, ...], out: str, fmt: str | None) -> str:
                                ".jsonl; '-' for stdout), after PATH...")
     if out == "-":
         return fmt or "csv"
-    if Path(out).is_dir():
-        raise click.ClickException(f"{for_terminal(out)}: Is a directory")
-    if not Path(out).parent.is_dir():
-        raise click.ClickException(f"{for_terminal(out)}: No such file or directory")
+    check_output_file(out)
     extension = Path(out).suffix.lower()
+    if fmt is None and not_a_file(out) not in (None, "missing"):  # /dev/stdout, a FIFO
+        return FORMAT_OF_EXTENSION.get(extension, "csv")
     if fmt is None and extension not in FORMAT_OF_EXTENSION:
         raise click.UsageError(f"cannot tell the format from {for_terminal(out)}'s extension: "
                                "use .csv, .json or .jsonl, or pass --format")
