@@ -9,14 +9,16 @@ reported in one line and the others go on.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from .embedded_xmp import EmbedError, can_embed, update_embedded
+from .embedded_xmp import EmbedError, can_embed, read_packets, update_embedded
 from .files import printable
 from .ranking import Ranked
 from .sidecars import SidecarError, sidecar_paths, update_sidecar
+from .user_ratings import users_fields
 from .xmp_fields import Wish, apply, keyword_band, remove, stars_for
 from .xmp_packet import Packet
 
@@ -85,8 +87,19 @@ def write_xmp(ranked: Sequence[Ranked], model_id: str, plan: XmpPlan, echo: Echo
     """
     summary = XmpSummary()
     when = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    embedded = {}
+    tool = shutil.which("exiftool")
+    if (plan.star_map or plan.label) and not plan.overwrite and tool:
+        try:  # the user's ratings and labels inside the photos win too
+            embedded = read_packets([r.item.path for r in ranked], tool)
+        except EmbedError as e:
+            echo(f"ratings inside the photos not read: {e}")
     for r in ranked:
         wish = plan.wish(r, len(ranked), model_id, when)
+        if not plan.overwrite:
+            for name in users_fields(r.item.path, embedded.get(r.item.path)):
+                if name.lower() in wish.optin:  # the user's, in another sidecar or the file
+                    wish.optin[name.lower()] = None
         _photo(r.item.path, lambda packet, created, wish=wish: apply(
             packet, wish, plan.overwrite, created), plan, summary, echo, show)
     return summary

@@ -183,3 +183,16 @@ def test_a_wrong_star_map_is_a_usage_error(library, tiny_checkpoint, spec):
     result = invoke(["xmp", str(library), "-w", str(tiny_checkpoint), "--star-map", spec],
                     code=2)
     assert "--star-map" in result.output
+
+
+def test_no_stars_where_the_user_rated_in_another_sidecar_or_inside_the_photo(
+        library, tiny_checkpoint):
+    subprocess.run(["exiftool", "-q", "-overwrite_original", "-XMP-xmp:Rating=3",
+                    str(library / "img_0.jpg")], check=True)
+    darktable_sidecar(library / "pair.xmp", rating=4)  # rated in Lightroom: the RAW's
+    invoke(["xmp", str(library), "-w", str(tiny_checkpoint), "--stars", "-s"])
+    for name in ("img_0.jpg.xmp", "pair.JPG.xmp", "pair.CR2.xmp"):
+        read = exiv2_xmp(library / name)
+        assert "Xmp.memo.Score" in read and "Xmp.xmp.Rating" not in read, name
+    assert exiv2_xmp(library / "img_1.jpg.xmp")["Xmp.memo.Rating"]
+    assert exiv2_xmp(library / "pair.xmp")["Xmp.xmp.Rating"] == "4"
