@@ -76,14 +76,6 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def engine_setup_key(requested: str) -> str:
-    """What decides the engine before anything is loaded: the request, and for ``auto``
-    whether OpenVINO is installed (part of the cache's key for a checkpoint's model id)."""
-    if requested != "auto":
-        return requested
-    return "auto-openvino" if openvino_installed() else "auto-torch"
-
-
 def pick_engine(requested: str, device: torch.device, dtype_name: str) -> str:
     """``torch`` or ``openvino`` for scoring on ``device`` in ``dtype_name``.
 

@@ -1,6 +1,36 @@
-"""What this computer's CPU can do: the features that decide memo's fastest path."""
+"""What this computer's CPU can do: the features that decide memo's fastest path.
+
+On Linux they are read from ``/proc/cpuinfo`` without importing torch, so that deciding
+what ``--precision auto`` is costs nothing on a fully cached re-scan; elsewhere torch reads
+them.
+"""
 
 from __future__ import annotations
+
+import functools
+
+#: Each feature memo asks about, and the CPU flags (as ``/proc/cpuinfo`` and torch name
+#: them) that give it.
+_FEATURES = {
+    "avx2": ("avx2",),
+    "avx512": ("avx512f", "avx512_f"),
+    "vnni": ("avx512_vnni", "avx_vnni"),  # int8 dot products
+    "bf16": ("avx512_bf16", "amx_bf16"),  # bfloat16 arithmetic in hardware
+    "amx": ("amx_tile",),  # Intel's matrix tiles
+}
+
+
+def _proc_cpuinfo_flags() -> set[str] | None:
+    """The first CPU's flags in ``/proc/cpuinfo`` (None where there is no such file)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name.strip() in ("flags", "Features"):  # x86, ARM
+                    return set(value.split())
+    except OSError:
+        return None
+    return set()
 
 
 def _capabilities() -> dict:
@@ -10,17 +40,14 @@ def _capabilities() -> dict:
     return torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
 
 
+@functools.cache
 def cpu_features() -> dict[str, bool]:
-    """``avx2``, ``avx512``, ``vnni`` (int8 dot products), ``bf16`` (bfloat16 arithmetic in
-    hardware: AVX512-BF16 or AMX) and ``amx`` (Intel's matrix tiles), as torch reads them."""
-    caps = _capabilities()
-    return {
-        "avx2": bool(caps.get("avx2")),
-        "avx512": bool(caps.get("avx512_f")),
-        "vnni": bool(caps.get("avx512_vnni") or caps.get("avx_vnni")),
-        "bf16": bool(caps.get("avx512_bf16") or caps.get("amx_bf16")),
-        "amx": bool(caps.get("amx_tile")),
-    }
+    """``avx2``, ``avx512``, ``vnni``, ``bf16`` and ``amx``: whether this CPU has each (see
+    :data:`_FEATURES`)."""
+    flags = _proc_cpuinfo_flags()
+    if flags is None:
+        flags = {name for name, present in _capabilities().items() if present is True}
+    return {feature: any(f in flags for f in names) for feature, names in _FEATURES.items()}
 
 
 def describe_cpu() -> str:

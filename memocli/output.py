@@ -28,7 +28,7 @@ def to_row(r: Ranked, model_id: str) -> dict[str, Any]:
         "height": f.meta.height,
         "date_taken": f.meta.taken_at,
         "camera": f.meta.camera,
-        "model_id": model_id,
+        "model_id": f.model_id or model_id,  # another variant's score: its own id
         "raw_score": round(f.raw_score, 6),
         "burst": r.burst,
     }

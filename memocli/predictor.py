@@ -4,12 +4,9 @@ A :class:`Predictor` owns everything besides the weights that decides a score: t
 rule (:func:`memocli.data.load_image` at the model's input size), the eval transform, the
 memory layout and the autocast policy. Every scorer, explainer, report and evaluator goes
 through one, so they agree with each other, and its :attr:`~Predictor.model_id` names all of
-it, so the cache never mixes scores made differently::
+it (:mod:`memocli.model_id`), so the cache never mixes up scores made differently::
 
-    vnet_r50-28e4da1c5e57fc0a-p2-bf16-ov
-    <architecture>-<checkpoint digest>-p<PREPROCESSING_VERSION>-<compute dtype>[-ov]
-
-(``-ov``: the backbone runs in OpenVINO, see :mod:`memocli.engines`).
+    vnet_r50-28e4da1c5e57fc0a-p2-bf16-ov2026.4.1
 
 An ensemble or multi-head checkpoint is one V-Net, so it is one Predictor.
 """
@@ -35,17 +32,10 @@ from .files import printable
 from .inference import default_batch_size, image_batches
 from .machine import describe_cpu
 from .model import VNet
+from .model_id import Variant, model_id
 from .precision import Precision, compute_dtype
-from .registry import PREPROCESSING_VERSION
 
 log = logging.getLogger(__name__)
-
-
-def scoring_model_id(checkpoint_id: str, dtype_name: str, engine: str = "torch") -> str:
-    """The id scores are cached under: checkpoint, preprocessing version, compute dtype,
-    engine."""
-    suffix = "-ov" if engine == "openvino" else ""
-    return f"{checkpoint_id}-p{PREPROCESSING_VERSION}-{dtype_name}{suffix}"
 
 
 @dataclass
@@ -70,8 +60,8 @@ def embedding(pooled: torch.Tensor) -> list[bytes]:
 class Predictor:
     """A V-Net on ``device`` that scores in ``precision`` (a
     :data:`~memocli.precision.PRECISIONS` choice; the parts it reduces are
-    :meth:`~memocli.precision.Precision.scoring`'s) with ``engine`` (an :data:`~memocli.engines.ENGINES` choice), with the
-    preprocessing its scores depend on.
+    :meth:`~memocli.precision.Precision.scoring`'s) with ``engine`` (an
+    :data:`~memocli.engines.ENGINES` choice), with the preprocessing its scores depend on.
 
     Build one from a checkpoint with :meth:`from_checkpoint`; ``Predictor(model, ...)``
     wraps a model already in memory (``checkpoint_id`` then names it; default: its
@@ -134,9 +124,15 @@ class Predictor:
         return self.precision.dtype
 
     @property
+    def variant(self) -> Variant:
+        """How this Predictor computes: dtype, device class, engine (and its release)."""
+        release = openvino_version() if self.engine == "openvino" else ""
+        return Variant(self.dtype_name, self.device.type, self.engine, release)
+
+    @property
     def model_id(self) -> str:
-        """What a score depends on: the checkpoint, the preprocessing, the dtype, the engine."""
-        return scoring_model_id(self.checkpoint_id, self.dtype_name, self.engine)
+        """What a score depends on: the checkpoint, the preprocessing, :attr:`variant`."""
+        return model_id(self.checkpoint_id, self.variant)
 
     # --- preprocessing ----------------------------------------------------------------------
 

@@ -30,11 +30,12 @@ from typing import Any
 
 from .cache import Cache, CheckpointSetup, ImageMeta
 from .cache.rows import well_formed_vectors
-from .engines import engine_setup_key
 from .errors import Interrupted, MemoError
 from .files import default_weights_path, hash_file, os_reason, printable, read_failure
+from .model_id import family_of
 from .registry import PREPROCESSING_VERSION
 from .scan import FoundFile, scan
+from .setup_key import setup_keys
 from .shard import Shard
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class ScoredFile:
     raw_score: float
     meta: ImageMeta
     features: bytes | None = None  # float16 unit vector (score_paths(with_features=True))
+    model_id: str | None = None  # the model id that gave raw_score (None: the report's)
 
     @property
     def score(self) -> float:
@@ -90,10 +92,10 @@ class ModelSource:
     """The checkpoint to score with, on a device, in a precision, with an engine.
 
     Its model id comes from the cache when the checkpoint file is unchanged since it was
-    last loaded with the same ``device``, ``precision`` and ``engine`` (no hashing, no
-    torch); the :class:`~memocli.predictor.Predictor` itself is built only on
-    :meth:`load`. Once the run is over (``cache`` None: it may be closed) a load remembers
-    nothing.
+    last loaded with the same ``device``, ``precision`` and ``engine`` on a machine where
+    they resolve alike (:func:`memocli.setup_key.setup_keys`; no hashing, no torch); the
+    :class:`~memocli.predictor.Predictor` itself is built only on :meth:`load`. Once the
+    run is over (``cache`` None: it may be closed) a load remembers nothing.
     """
 
     def __init__(self, weights: str | os.PathLike, cache: Cache | None, device: str = "auto",
@@ -107,9 +109,9 @@ class ModelSource:
             st = os.stat(self.path)
         except OSError as e:
             raise MemoError(f"{self.path}: cannot read checkpoint: {os_reason(e)}") from None
-        self.setup = CheckpointSetup(os.path.abspath(self.path), device, precision,
-                                     engine_setup_key(engine), PREPROCESSING_VERSION,
-                                     st.st_size, st.st_mtime_ns)
+        self.setup = CheckpointSetup(os.path.abspath(self.path),
+                                     *setup_keys(device, precision, engine),
+                                     PREPROCESSING_VERSION, st.st_size, st.st_mtime_ns)
         self.model_id = cache.checkpoint_model(self.setup)
         self._predictor: Any = None
         if self.model_id is None:
@@ -125,11 +127,20 @@ class ModelSource:
             remembered, self.model_id = self.model_id, predictor.model_id
             if self.cache is not None:
                 self.cache.remember_checkpoint(self.setup, self.model_id)
-            if remembered is not None and remembered != self.model_id:
+            if remembered is not None and family_of(remembered) != family_of(self.model_id):
                 raise MemoError(f"{self.path}: checkpoint changed while memo was reading it "
                                 f"(model {remembered}, now {self.model_id}); run again")
+            if remembered != self.model_id:  # the same weights, computed otherwise here
+                log.info("model %s, not %s as remembered", self.model_id, remembered)
             self._predictor = predictor
         return self._predictor
+
+    @property
+    def any_variant(self) -> bool:
+        """Whether a score of another variant of this model (:mod:`memocli.model_id`)
+        serves where this one has none: unless a precision was named, as every variant
+        agrees within the precision budget (``docs/scoring.md``)."""
+        return self.precision == "auto"
 
 
 @dataclass
@@ -140,6 +151,7 @@ class _Entry:
     meta: ImageMeta | None = None
     features: bytes | None = None
     failed: bool = False
+    model: str | None = None  # the model id whose score ``score`` is
 
 
 @dataclass
@@ -174,12 +186,13 @@ class Skips:
         self.progress.echo(f"skipped {printable(path)}: {reason}")
 
 
-def _read_features(cache: Cache, entries: list[_Entry], model_id: str,
+def _read_features(cache: Cache, entries: list[_Entry], source: ModelSource,
                    progress: Progress) -> None:
     """Give each entry its stored feature vector. A malformed one (another length than the
     model's, from a damaged cache) is left out with a warning: the model computes it again."""
     good, problems = well_formed_vectors(
-        cache.features([e.content_hash for e in entries if not e.failed], model_id))
+        cache.features([e.content_hash for e in entries if not e.failed],
+                       source.model_id, source.any_variant))
     for e in entries:
         e.features = good.get(e.content_hash)
         if e.content_hash in problems:
@@ -187,7 +200,7 @@ def _read_features(cache: Cache, entries: list[_Entry], model_id: str,
                           f"the cache ({problems[e.content_hash]}); computing it again")
 
 
-def _hash_stage(cache: Cache, entries: list[_Entry], todo: list[_Entry], model_id: str,
+def _hash_stage(cache: Cache, entries: list[_Entry], todo: list[_Entry], source: ModelSource,
                 skips: Skips, progress: Progress, pool: ThreadPoolExecutor) -> int:
     """Hash ``todo`` and describe contents without metadata, committing per batch."""
     from .exif import read_image_meta
@@ -208,11 +221,12 @@ def _hash_stage(cache: Cache, entries: list[_Entry], todo: list[_Entry], model_i
                     entry.failed = True
                     skips.add(entry.found.path, reason)
             ok = [e for e in to_hash if not e.failed]
-            known = cache.lookup_contents([e.content_hash for e in ok], model_id)
+            known = cache.lookup_contents([e.content_hash for e in ok], source.model_id,
+                                          source.any_variant)
             for e in ok:
                 content = known.get(e.content_hash)
                 if content is not None:
-                    e.score, e.meta = content.score, content.meta
+                    e.score, e.meta, e.model = content.score, content.meta, content.model
             describe = {e.content_hash: e for e in batch if not e.failed and e.meta is None}
             paths = [e.found.path for e in describe.values()]
             metas = dict(zip(describe, pool.map(read_image_meta, paths), strict=True))
@@ -258,7 +272,7 @@ def _model_stage(cache: Cache, source: ModelSource, entries: list[_Entry],
                 cache.record_scores(source.model_id, results, vectors)
                 for (h, score), (_, vector) in zip(results, vectors, strict=True):
                     for e in by_hash[h]:
-                        e.score, e.features = score, vector
+                        e.score, e.features, e.model = score, vector, source.model_id
                         scored_files += 1
                 scored += len(results)
                 for i, reason in batch.failures:
@@ -297,7 +311,9 @@ def score_paths(
         batch_size: images per model batch and committed transaction (None: per device,
             :func:`memocli.inference.default_batch_size`).
         workers: image decoding processes (None: automatic).
-        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (:func:`memocli.precision.compute_dtype`).
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``
+            (:func:`memocli.precision.compute_dtype`); with ``auto``, a score another
+            variant of the model made serves (:attr:`ModelSource.any_variant`).
         engine: ``auto``, ``torch`` or ``openvino`` (:func:`memocli.engines.pick_engine`).
         include_hidden: also look inside hidden folders.
         progress: progress bars and problem lines; silent when None.
@@ -334,25 +350,25 @@ def score_paths(
     log.info("model %s (%s); cache %s", source.model_id, source.path,
              cache.path or "none (--no-cache)")
     entries = [_Entry(f) for f in mine]
-    known = cache.lookup_paths([f.abspath for f in mine], source.model_id)
+    known = cache.lookup_paths([f.abspath for f in mine], source.model_id, source.any_variant)
     todo = []
     for e in entries:
         k = known.get(e.found.abspath)
         if k is not None and k.size == e.found.size and k.mtime_ns == e.found.mtime_ns:
-            e.content_hash, e.score, e.meta = k.content_hash, k.score, k.meta
+            e.content_hash, e.score, e.meta, e.model = k.content_hash, k.score, k.meta, k.model
         else:
             todo.append(e)
     hashed = 0
     if todo or any(e.meta is None for e in entries):
         with ThreadPoolExecutor(_IO_THREADS) as pool:
-            hashed = _hash_stage(cache, entries, todo, source.model_id, skips, progress, pool)
+            hashed = _hash_stage(cache, entries, todo, source, skips, progress, pool)
     if with_features:
-        _read_features(cache, entries, source.model_id, progress)
+        _read_features(cache, entries, source, progress)
     scored, scored_files = _model_stage(cache, source, entries, skips, progress,
                                         batch_size, workers, with_features)
     files = [
         ScoredFile(e.found.path, e.found.abspath, e.content_hash, e.score,
-                   e.meta or ImageMeta(), e.features)
+                   e.meta or ImageMeta(), e.features, e.model)
         for e in entries if not e.failed and e.score is not None
     ]
     source.cache = None  # the caller may close it; a later load() only needs the file

@@ -19,6 +19,7 @@ from memocli.engines import OpenVINOBackbone, engine_cache_dir, pick_engine
 from memocli.errors import MemoError
 from memocli.precision import Precision
 from memocli.predictor import Predictor
+from memocli.setup_key import setup_keys
 
 pytestmark = pytest.mark.skipif(not engines.openvino_installed(),
                                 reason="OpenVINO is not installed")
@@ -59,10 +60,10 @@ def test_batch_size_is_free(tiny):
     torch.testing.assert_close(one_by_one, whole, rtol=1e-5, atol=1e-6)
 
 
-def test_model_ids_keep_engines_apart(tiny):
+def test_model_ids_keep_engines_and_their_releases_apart(tiny):
     torch_id = Predictor(tiny.model, CPU, "fp32", checkpoint_id="c").model_id
     ov_id = Predictor(tiny.model, CPU, "fp32", engine="openvino", checkpoint_id="c").model_id
-    assert ov_id == torch_id + "-ov"
+    assert ov_id == f"{torch_id}-ov{engines.openvino_version()}"
 
 
 def test_auto_picks_openvino_on_the_cpu_only():
@@ -83,7 +84,7 @@ def test_asking_for_openvino_where_it_cannot_run_says_why(device, dtype, reason)
 def test_without_openvino_auto_falls_back_to_torch(monkeypatch):
     monkeypatch.setattr(engines, "openvino_installed", lambda: False)
     assert pick_engine("auto", CPU, "fp32") == "torch"
-    assert engines.engine_setup_key("auto") == "auto-torch"
+    assert setup_keys("cpu", "fp32", "auto")[2] == "auto (no openvino)"
     with pytest.raises(MemoError, match="pip install openvino"):
         pick_engine("openvino", CPU, "fp32")
 

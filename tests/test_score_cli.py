@@ -14,6 +14,7 @@ from memocli.cache import Cache
 from memocli.cache import migrations as cache_migrations
 from memocli import checkpoint, score
 from memocli.predictor import Predictor
+from memocli.registry import PREPROCESSING_VERSION
 
 REAL_PREDICT = Predictor.iter_predictions
 
@@ -186,7 +187,7 @@ def test_a_cache_from_before_versioned_ids_is_recomputed_once_not_mixed(
     assert sorted(n for call in model_calls for n in call) == sorted(p.name for p in photos)
     assert "0 from the cache, 3 scored now" in result.stderr
     assert all(r["raw_score"] != pytest.approx(0.123) for r in rows)
-    assert {r["model_id"].removesuffix("-ov") for r in rows} == {f"{old_id}-p2-fp32"}
+    assert {r["model_id"] for r in rows} == {f"{old_id}-p{PREPROCESSING_VERSION}-fp32"}
     forbid_model_and_hashing(monkeypatch)  # once recomputed, a re-scan needs no model
     again, _ = score_json(photos[0].parent, tiny_checkpoint, db, "--precision", "fp32")
     assert again == rows
@@ -199,8 +200,8 @@ def test_each_precision_keeps_its_own_scores(tmp_path, make_photos, tiny_checkpo
     fp32, _ = score_json(photos[0].parent, tiny_checkpoint, db, "--precision", "fp32")
     bf16, _ = score_json(photos[0].parent, tiny_checkpoint, db, "--precision", "bf16")
     assert len(model_calls) == 2  # the bf16 run did not reuse the fp32 rows
-    assert {r["model_id"].removesuffix("-ov").rsplit("-", 1)[1] for r in fp32} == {"fp32"}
-    assert {r["model_id"].removesuffix("-ov").rsplit("-", 1)[1] for r in bf16} == {"bf16"}
+    assert {r["model_id"].rsplit("-", 1)[1] for r in fp32} == {"fp32"}  # torch, the CPU
+    assert {r["model_id"].rsplit("-", 1)[1] for r in bf16} == {"bf16"}
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*), count(DISTINCT model) FROM scores").fetchone() \
             == (6, 2)

@@ -33,8 +33,8 @@ class ImageMeta:
 @dataclass(frozen=True)
 class CheckpointSetup:
     """A checkpoint file as of one stat, scored with one ``--device``, ``--precision`` and
-    engine (as the user asked, ``auto`` included: see
-    :func:`memocli.engines.engine_setup_key`) under one preprocessing version."""
+    ``--engine`` (as the user asked, each ``auto`` with what it resolves by on this machine:
+    :func:`memocli.setup_key.setup_keys`) under one preprocessing version."""
 
     path: str  # absolute
     device: str
@@ -60,6 +60,7 @@ class KnownFile:
     content_hash: str
     score: float | None
     meta: ImageMeta | None
+    model: str | None = None  # the model id whose score ``score`` is
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class KnownContent:
 
     score: float | None
     meta: ImageMeta | None
+    model: str | None = None  # the model id whose score ``score`` is
 
 
 def db_path(path: str) -> str | bytes:
