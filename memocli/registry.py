@@ -13,7 +13,8 @@ from .errors import MemoError
 #: The version of the decoding and resizing every model shares (:func:`memocli.data.load_image`,
 #: :func:`memocli.data.eval_transform`). It is part of every scoring model id, so bump it
 #: whenever either changes what the network sees: cached scores are then recomputed, never
-#: mixed. 1 was the unversioned ids (``name-digest``) before it existed.
+#: mixed (``tests/test_preprocessing_version.py`` fails on a change without a bump). 1 was
+#: the unversioned ids (``name-digest``) before it existed.
 PREPROCESSING_VERSION = 2
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
