@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .cache import Cache, migrations
 from .cache.connection import transaction
@@ -33,6 +33,7 @@ from .errors import MemoError
 #: agree within this; a larger difference is a conflict.
 DEFAULT_TOLERANCE = 0.01
 MAX_EXAMPLES = 10  # conflicts kept per source for the report (all are counted)
+_VECTOR_SAMPLE = 1000  # feature vectors per model whose lengths say the model's
 
 
 @dataclass(frozen=True)
@@ -125,19 +126,21 @@ _LARGEST_FLOAT = 1.7976931348623157e308  # abs(inf) is larger
 
 
 def _vector_rule(conn: sqlite3.Connection) -> str:
-    """SQL: the source ``features`` row's vector has its model's length, as the destination's
-    vectors of that model say, else the source's (:func:`~memocli.cache.rows.usual_length`).
-    A vector of another length (a damaged shard's) would break bursts."""
-    counts: dict[str, dict[str, Counter]] = {"main": {}, "src": {}}
-    for schema, by_model in counts.items():
-        for model, length, n in conn.execute(
-                f"SELECT model, length(vector), count(*) FROM {schema}.features "
-                "WHERE typeof(vector) = 'blob' GROUP BY 1, 2"):
-            by_model.setdefault(model, Counter())[length] = n
+    """SQL: the source ``features`` row's vector has its model's length, as a sample of the
+    destination's vectors of that model says, else one of the source's
+    (:func:`~memocli.cache.rows.usual_length`). A vector of another length (a damaged
+    shard's) would break bursts."""
+
+    def sampled_length(schema: str, model: Any) -> int | None:
+        return usual_length(dict(conn.execute(
+            f"SELECT length(vector), count(*) FROM (SELECT vector FROM {schema}.features "
+            "WHERE model = ? AND typeof(vector) = 'blob' LIMIT ?) GROUP BY 1",
+            [model, _VECTOR_SAMPLE]).fetchall()))
+
     conn.execute("CREATE TEMP TABLE _memo_vector_lengths (model PRIMARY KEY, length)")
     conn.executemany("INSERT INTO temp._memo_vector_lengths VALUES (?, ?)", [
-        (model, usual_length(counts["main"].get(model, {})) or usual_length(theirs))
-        for model, theirs in counts["src"].items()])
+        (model, sampled_length("main", model) or sampled_length("src", model))
+        for (model,) in conn.execute("SELECT DISTINCT model FROM src.features").fetchall()])
     return ("coalesce(length(s.vector) = (SELECT length FROM temp._memo_vector_lengths "
             "WHERE model = s.model), 0)")  # no usable length (all odd): refused, and counted
 
