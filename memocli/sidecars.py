@@ -134,6 +134,8 @@ def update_sidecar(path: str, change: Callable[[Packet, bool], list[str]],
         changes = change(packet, created)
         if not changes or dry_run:
             return changes
+        if not os.path.isdir(os.path.dirname(path) or os.curdir):
+            raise SidecarError("its folder no longer exists")  # never made again by memo
         try:
             if packet.is_empty() and memo_made:
                 if not created:

@@ -26,13 +26,10 @@ class StarMapType(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
-def xmp_target_options(f):
-    """``--sidecar`` and ``--embed``: where memo's XMP goes (shared with ``memo watch``)."""
+def sidecar_option(f):
+    """``--sidecar``: the sidecar naming (shared with ``memo watch``)."""
     from ..sidecars import SIDECAR_STYLES
 
-    f = click.option("--embed", is_flag=True,
-                     help="Also write into the XMP inside JPEG, TIFF and DNG files (what "
-                          "Lightroom reads for them), through exiftool.")(f)
     return click.option("--sidecar", type=click.Choice(SIDECAR_STYLES), default="darktable",
                         show_default=True,
                         help="Sidecar naming: darktable/digiKam <name>.<ext>.xmp, adobe "
@@ -100,7 +97,10 @@ def report_summary(summary, plan, silent: bool) -> None:
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True),
                 metavar="PATH...")
 @xmp_field_options
-@xmp_target_options
+@sidecar_option
+@click.option("--embed", is_flag=True,
+              help="Also write into the XMP inside JPEG, TIFF and DNG files (what Lightroom "
+                   "reads for them), through exiftool.")
 @click.option("--remove", is_flag=True,
               help="Take memo's namespace and the ratings, labels and keywords memo wrote "
                    "back out (the user's values it replaced are put back); scores nothing.")
