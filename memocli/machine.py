@@ -1,13 +1,15 @@
 """What this computer's CPU can do: the features that decide memo's fastest path.
 
-On Linux they are read from ``/proc/cpuinfo`` without importing torch, so that deciding
-what ``--precision auto`` is costs nothing on a fully cached re-scan; elsewhere torch reads
-them.
+They are x86 features. On Linux they are read from ``/proc/cpuinfo``, and an ARM CPU
+(Apple silicon) has none of them, without importing torch, so that deciding what
+``--precision auto`` is costs nothing on a fully cached re-scan; on other x86 systems
+(Windows, Intel Macs) torch reads them.
 """
 
 from __future__ import annotations
 
 import functools
+import platform
 
 #: Each feature memo asks about, and the CPU flags (as ``/proc/cpuinfo`` and torch name
 #: them) that give it.
@@ -45,6 +47,8 @@ def cpu_features() -> dict[str, bool]:
     """``avx2``, ``avx512``, ``vnni``, ``bf16`` and ``amx``: whether this CPU has each (see
     :data:`_FEATURES`)."""
     flags = _proc_cpuinfo_flags()
+    if flags is None and platform.machine().lower() in ("arm64", "aarch64"):
+        flags = set()
     if flags is None:
         flags = {name for name, present in _capabilities().items() if present is True}
     return {feature: any(f in flags for f in names) for feature, names in _FEATURES.items()}

@@ -3,10 +3,12 @@ OpenVINO conversion and training alike (memocli/precision.py)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
-from memocli import device
+from memocli import device, machine
 from memocli.checkpoint import load_checkpoint
 from memocli.errors import MemoError
 from memocli.precision import Precision, Segment, compute_dtype
@@ -87,3 +89,20 @@ def test_the_predictor_scores_as_its_policy_says(model):
         expected = model.head(pooled)
     scores, _ = predictor.predict(x)
     assert torch.equal(scores, expected)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="no /proc/cpuinfo here")
+def test_cpu_features_read_without_torch_agree_with_torch():
+    """What auto decides by, read from /proc/cpuinfo, is what torch reads of this CPU."""
+    caps = torch.cpu.get_capabilities()
+    torch_flags = {name for name, present in caps.items() if present is True}
+    cpu_features = machine.cpu_features.__wrapped__  # not the process's cached answer
+    assert cpu_features() == {feature: any(f in torch_flags for f in names)
+                              for feature, names in machine._FEATURES.items()}
+
+
+def test_an_arm_cpu_has_no_x86_features_and_torch_is_not_asked(monkeypatch):
+    monkeypatch.setattr(machine, "_proc_cpuinfo_flags", lambda: None)
+    monkeypatch.setattr(machine.platform, "machine", lambda: "arm64")
+    monkeypatch.setattr(machine, "_capabilities", lambda: pytest.fail("asked torch"))
+    assert not any(machine.cpu_features.__wrapped__().values())

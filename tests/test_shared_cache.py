@@ -134,3 +134,23 @@ def test_a_gpu_and_the_variables_hiding_it_are_part_of_the_key(monkeypatch):
     assert visible.startswith("auto (nvidia0 ") and "torch " in visible
     assert "CUDA_VISIBLE_DEVICES=" in hidden and hidden != visible
     assert setup_key.setup_keys("cpu", "fp32", "torch") == ("cpu", "fp32", "torch")
+
+
+def test_a_cached_rescan_with_every_choice_on_auto_imports_no_torch(tmp_path, tiny_checkpoint,
+                                                                     make_photos):
+    """Keying the model id by what auto resolves by costs no torch: the users' default
+    (device, precision and engine all auto) re-scans a cached library without it."""
+    lib, db = make_photos(2)[0].parent, tmp_path / "c.db"
+    auto = ["--device", "auto", "--precision", "auto", "--engine", "auto"]
+    first, _ = score(lib, tiny_checkpoint, db, *auto)
+    code = (
+        "import json, sys\nfrom memocli.cli import cli\n"
+        f"cli(['score', {str(lib)!r}, '-s', '--json', '-w', {str(tiny_checkpoint)!r}, "
+        f"'--cache', {str(db)!r}, *{auto!r}], standalone_mode=False)\n"
+        "print('torch loaded' if 'torch' in sys.modules else 'no torch')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert proc.stdout.strip().endswith("no torch"), proc.stdout + proc.stderr
+    again = {os.path.basename(r["path"]): r for r in json.loads(proc.stdout.rsplit("\n", 2)[0])}
+    assert again == first
