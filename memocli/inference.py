@@ -7,6 +7,7 @@ these batches.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,6 +16,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .data import DECODE_ERRORS, describe_decode_error, load_image
+
+log = logging.getLogger(__name__)
+
+#: Where DataLoader workers put the batches they hand over (torch's shared memory, with
+#: either sharing strategy, on Linux), and the share of its free space memo plans to use.
+SHARED_MEMORY = "/dev/shm"
+_SHM_SHARE = 0.8
+_MB = 1 << 20
+#: Batches a worker prepares ahead (DataLoader's default prefetch_factor).
+_PREFETCH = 2
 
 #: One batch: indices of the decoded files, their stacked inputs (None if none decoded),
 #: and ``(index, reason)`` for each file that could not be decoded.
@@ -60,12 +71,55 @@ def default_workers(n_files: int, batch_size: int) -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
+def shared_memory_free() -> int | None:
+    """Bytes free in :data:`SHARED_MEMORY`, or None where there is no such folder."""
+    try:
+        st = os.statvfs(SHARED_MEMORY)
+    except (OSError, AttributeError):  # macOS has no /dev/shm, Windows no statvfs
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def fit_shared_memory(workers: int, batch_bytes: int) -> tuple[int, int]:
+    """``(workers, prefetch)`` whose batches in flight fit the free shared memory.
+
+    Each worker hands ``prefetch`` batches ahead over shared memory, and the main process
+    holds up to two it has taken. A small ``/dev/shm`` (Docker's default is 64 MB; a
+    GPU-sized run of 4 workers with batches of 64 needs about 400 MB) makes a worker fail
+    and the run wait for it for ever, whatever the sharing strategy (torch's
+    ``file_system`` strategy lives there too): memo then asks for fewer batches ahead,
+    then fewer workers, else decodes in the main process, and says so in one line.
+    """
+    free = shared_memory_free()
+    if workers == 0 or free is None:
+        return workers, _PREFETCH
+    budget = int(free * _SHM_SHARE) // batch_bytes  # batches that fit
+
+    def fits(n: int, prefetch: int) -> bool:
+        return n * prefetch + 2 <= budget
+
+    choice = next(((n, prefetch) for n in range(workers, 0, -1) for prefetch in (_PREFETCH, 1)
+                   if fits(n, prefetch)), (0, _PREFETCH))
+    if choice != (workers, _PREFETCH):
+        log.warning("%s has %d MB free; %d decoding process(es) need about %d MB for "
+                    "batches of %d MB: %s (Docker: --shm-size=1g gives them room)",
+                    SHARED_MEMORY, round(free / _MB), workers,
+                    round((workers * _PREFETCH + 2) * batch_bytes / _MB),
+                    round(batch_bytes / _MB),
+                    f"using {choice[0]}, {choice[1]} batch(es) ahead" if choice[0]
+                    else "decoding in this process instead")
+    return choice
+
+
 def image_batches(paths: Sequence[Path], transform: Callable, min_side: int, batch_size: int,
                   workers: int | None = None, pin_memory: bool = False) -> DataLoader:
     """The :data:`Batch` of each ``batch_size`` of ``paths``, in order, decoded with
     ``load_image(path, min_side)`` and ``transform`` in ``workers`` processes (None:
-    :func:`default_workers`)."""
+    :func:`default_workers`), as many as shared memory has room for
+    (:func:`fit_shared_memory`)."""
     workers = default_workers(len(paths), batch_size) if workers is None else workers
+    workers, prefetch = fit_shared_memory(workers, batch_size * 3 * min_side * min_side * 4)
     return DataLoader(ImageFiles(paths, transform, min_side), batch_size=batch_size,
                       num_workers=workers, collate_fn=collate, pin_memory=pin_memory,
-                      persistent_workers=False)
+                      persistent_workers=False,
+                      prefetch_factor=prefetch if workers else None)
