@@ -1,5 +1,10 @@
 """``memo explain``'s driver: which photos, which layer, where each picture goes.
 
+Pictures go into one folder, :data:`DEFAULT_FOLDER` unless told otherwise, outside the
+photo library: a photo manager importing the library (Lightroom, digiKam) would take a
+picture written beside its photo for a new photo. Writing beside each photo is asked for
+with ``out_dir=None``.
+
 The maths is :mod:`memocli.gradcam`, the drawing :mod:`memocli.render`; the photos are fed
 through a :class:`~memocli.predictor.Predictor`, exactly as ``memo score`` feeds them, so
 the scores agree. Each photo is decoded once for both the network and the picture, unless
@@ -9,7 +14,7 @@ the network's decode was reduced (a large JPEG): then the picture is drawn on a 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +25,16 @@ from PIL import Image
 
 from .data import DECODE_ERRORS, describe_decode_error, is_reduced, load_image
 from .errors import MemoError
-from .files import atomic_write, decode_threads, os_reason
+from .files import atomic_write, decode_threads, make_output_folder, os_reason
 from .gradcam import GradCAM, resolve_layer
 from .predictor import Predictor
 from .render import encode_jpeg, encode_png, explain_picture, heatmap_gray
+from .scan import scan
 
 OVERLAY_SUFFIX = ".memo.jpg"
 HEATMAP_SUFFIX = ".memo.png"
+#: Where ``memo explain`` writes its pictures unless told otherwise (in the current folder).
+DEFAULT_FOLDER = Path("memo-explain")
 
 
 def _key(path: Path) -> str:
@@ -62,6 +70,7 @@ class Explained:
     peak: float | None = None  # raw Grad-CAM maximum, in score units
     flat: bool = False  # no region raises the score: the map is all zeros
     error: str | None = None
+    layer: str | None = None  # the layer explained
 
     @property
     def ok(self) -> bool:
@@ -122,18 +131,46 @@ def explain_images(
         raise MemoError(f"batch size must be at least 1, got {batch_size}")
     layer = resolve_layer(predictor.model, layer)
     sources = [Path(p) for p in paths]
-    folder = Path(out_dir) if out_dir is not None else None
-    if folder is not None:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise MemoError(f"{folder}: exists and is not a folder") from None
-        except OSError as e:
-            raise MemoError(f"{folder}: cannot create output folder ({os_reason(e)})") from None
+    folder = make_output_folder(out_dir) if out_dir is not None else None
     targets = output_paths(sources, folder, HEATMAP_SUFFIX if heatmap_only else OVERLAY_SUFFIX)
     gradients = predictor.in_precision("fp32", engine="torch")  # Grad-CAM needs torch
     return _explain_batches(gradients, sources, targets, layer, alpha, side_by_side,
                             heatmap_only, batch_size, threads or decode_threads())
+
+
+def explain_files(
+    inputs: Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike | None,
+    load: Callable[[], Predictor],
+    *,
+    include_hidden: bool = False,
+    **options,
+) -> Iterator[Explained]:
+    """Grad-CAM pictures of the photos under ``inputs`` (files, and folders searched as
+    ``memo score`` searches them, memo's own pictures passed over); one result per photo.
+
+    What cannot be found or read is yielded (with ``error``) before ``load`` is called, and
+    ``out_dir`` is checked then too, so mistakes are told before minutes of model loading.
+
+    Args:
+        inputs: image files and folders.
+        out_dir: folder for the pictures (created); None: beside each photo.
+        load: gives the model (it may load it); called once, when there is a photo.
+        include_hidden: also look inside hidden folders.
+        options: :func:`explain_images`'s keyword options.
+
+    Raises:
+        MemoError: ``out_dir`` cannot be used, or an option is bad (:func:`explain_images`).
+        UnknownLayer: the model has no such ``layer``.
+    """
+    found = scan(inputs, include_hidden)
+    for path, reason in found.problems:
+        yield Explained(Path(path), error=reason)
+    if out_dir is not None:
+        make_output_folder(out_dir)
+    if found.files:
+        yield from explain_images(load(), [Path(f.path) for f in found.files], out_dir,
+                                  **options)
 
 
 @dataclass
@@ -196,7 +233,7 @@ def _explain_batches(predictor: Predictor, sources: list[Path], targets: list[Pa
         except OSError as e:
             return Explained(path, score=score, peak=peak, flat=flat,
                              error=f"cannot write {target}: {os_reason(e)}")
-        return Explained(path, target, score, peak, flat)
+        return Explained(path, target, score, peak, flat, layer=layer)
 
     done = 0
     with ThreadPoolExecutor(threads) as pool:

@@ -144,17 +144,25 @@ def check_output_file(path: str | os.PathLike) -> None:
         raise MemoError(f"{printable(path)}: {problem}")
 
 
+def check_output_folder(folder: str | os.PathLike) -> None:
+    """Refuse, before any work, an output folder memo could not create or write in.
+
+    Raises:
+        MemoError: it exists and is not a folder, or cannot be created or written in.
+    """
+    problem = _folder_problem(Path(folder))
+    if problem:
+        raise MemoError(problem)
+
+
 def make_output_folder(folder: str | os.PathLike) -> Path:
-    """Create ``folder`` (and its parents) for outputs, the policy of
-    :func:`check_output_file` for a folder.
+    """Create ``folder`` (and its parents) for outputs, after :func:`check_output_folder`.
 
     Raises:
         MemoError: it exists and is not a folder, or cannot be created.
     """
     folder = Path(folder)
-    problem = _folder_problem(folder)
-    if problem:
-        raise MemoError(problem)
+    check_output_folder(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:

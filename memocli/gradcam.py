@@ -49,12 +49,20 @@ def layer_summary(cfg: ModelConfig) -> str:
     return f"layer1..layer4, {blocks}"
 
 
+class UnknownLayer(MemoError):
+    """A layer name the model does not have (a usage error: the CLI says so as one)."""
+
+
 def resolve_layer(model: VNet, layer: str | None) -> str:
-    """``layer`` checked against the model's stages and blocks (None: the default)."""
+    """``layer`` checked against the model's stages and blocks (None: the default).
+
+    Raises:
+        UnknownLayer: the model has no such stage or block.
+    """
     if layer is None:
         return default_layer(model)
     if layer not in model.stage_names():
-        raise MemoError(
+        raise UnknownLayer(
             f"unknown layer '{layer}' for {model.cfg.name}; choose a stage or block: "
             f"{layer_summary(model.cfg)}"
         )

@@ -24,6 +24,15 @@ from memocli.registry import get_config
 
 
 @pytest.fixture(autouse=True)
+def in_a_work_folder(tmp_path, monkeypatch):
+    """memo explain's default folder, ./memo-explain, lands in the test's own folder."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+@pytest.fixture(autouse=True)
 def one_torch_thread():
     """Tiny models on a busy 2-core box: one thread is far faster than two spin-waiting."""
     threads = torch.get_num_threads()
@@ -196,16 +205,48 @@ def test_heatmap_localises_what_drives_the_score(tmp_path, capsys):
 
 # --- CLI ----------------------------------------------------------------------------------
 
-def test_explain_writes_an_overlay_beside_the_photo(tiny_checkpoint, tmp_path):
+def test_explain_writes_into_memo_explain_outside_the_library_by_default(
+        tiny_checkpoint, tmp_path, in_a_work_folder):
     photo = write_photo(tmp_path / "photos" / "img.jpg", size=(48, 40))
     before = photo.read_bytes()
     result = run(photo, "-w", tiny_checkpoint)
     assert result.exit_code == 0, result.output
+    out = in_a_work_folder / "memo-explain" / "img.memo.jpg"
+    assert result.stdout.startswith(f"{photo} -> memo-explain/img.memo.jpg  (score 0.")
+    assert len(result.stdout.splitlines()) == 1
+    assert result.stderr == f"1 picture(s) in {in_a_work_folder / 'memo-explain'}\n"
+    assert size_of(out) == (48, 40)
+    assert sorted(p.name for p in photo.parent.iterdir()) == ["img.jpg"]  # library untouched
+    assert photo.read_bytes() == before
+
+
+def test_explain_beside_writes_next_to_the_photo(tiny_checkpoint, tmp_path,
+                                                 in_a_work_folder):
+    photo = write_photo(tmp_path / "photos" / "img.jpg", size=(48, 40))
+    result = run(photo, "-w", tiny_checkpoint, "--beside")
+    assert result.exit_code == 0, result.output
     out = tmp_path / "photos" / "img.memo.jpg"
     assert result.stdout.startswith(f"{photo} -> {out}  (score 0.")
-    assert len(result.stdout.splitlines()) == 1
     assert size_of(out) == (48, 40)
-    assert photo.read_bytes() == before
+    assert list(in_a_work_folder.iterdir()) == []
+    result = run(photo, "-w", tiny_checkpoint, "--beside", "--out", "maps")
+    assert result.exit_code == 2 and "--beside and --out exclude each other" in result.stderr
+
+
+def test_explain_takes_folders_as_score_does(tiny_checkpoint, tmp_path, in_a_work_folder):
+    library = tmp_path / "photos"
+    photos = [write_photo(library / "a.jpg"), write_photo(library / "trip" / "b.png"),
+              write_photo(library / ".hidden" / "c.jpg")]
+    write_photo(library / "old.memo.jpg")  # memo's own picture: passed over
+    (library / "notes.txt").write_text("not a photo\n")
+    result = run(library, "-w", tiny_checkpoint)
+    assert result.exit_code == 0, result.output
+    assert [line.split(" -> ")[0] for line in result.stdout.splitlines()] == [
+        str(photos[0]), str(photos[1])]
+    assert sorted(p.name for p in (in_a_work_folder / "memo-explain").iterdir()) == [
+        "a.memo.jpg", "b.memo.jpg"]
+    result = run(library, "-w", tiny_checkpoint, "--hidden", "--out", "all")
+    assert len(result.stdout.splitlines()) == 3
 
 
 def test_side_by_side_and_heatmap_only_sizes(tiny_checkpoint, tmp_path):
@@ -233,7 +274,7 @@ def test_orientation_is_respected(tiny_checkpoint, tmp_path):
     upright.transpose(Image.Transpose.ROTATE_90).save(photo, exif=exif, quality=95)
     assert size_of(photo) == (60, 40)
 
-    result = run(photo, "-w", tiny_checkpoint, "--side-by-side")
+    result = run(photo, "-w", tiny_checkpoint, "--side-by-side", "--beside")
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "camera.memo.jpg") as out:
         assert out.width == 80 and out.height > 60
@@ -242,7 +283,7 @@ def test_orientation_is_respected(tiny_checkpoint, tmp_path):
         assert r > 180 and g < 80 and b < 80
         assert out.convert("RGB").getpixel((35, 55))[0] < 150
 
-    result = run(photo, "-w", tiny_checkpoint, "--heatmap-only")
+    result = run(photo, "-w", tiny_checkpoint, "--heatmap-only", "--beside")
     assert result.exit_code == 0, result.output
     assert size_of(tmp_path / "camera.memo.png") == (40, 60)
 
@@ -260,7 +301,7 @@ def test_out_folder_never_clobbers_or_overwrites_inputs(tiny_checkpoint, tmp_pat
     photo = write_photo(tmp_path / "c" / "x.jpg")
     lookalike = write_photo(tmp_path / "c" / "x.memo.jpg", color=(10, 200, 10))
     before = lookalike.read_bytes()
-    result = run(photo, lookalike, "-w", tiny_checkpoint)
+    result = run(photo, lookalike, "-w", tiny_checkpoint, "--beside")
     assert result.exit_code == 0, result.output
     assert lookalike.read_bytes() == before
     assert (tmp_path / "c" / "x-2.memo.jpg").is_file()
@@ -272,13 +313,14 @@ def test_bad_files_are_reported_and_the_rest_explained(tiny_checkpoint, tmp_path
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg at all")
     missing = tmp_path / "missing.jpg"
-    result = run(broken, good, missing, "-w", tiny_checkpoint, "--batch-size", "2")
+    result = run(broken, good, missing, "-w", tiny_checkpoint, "--batch-size", "2",
+                 "--beside")
     assert result.exit_code == 1
     assert result.stdout.startswith(f"{good} -> {tmp_path / 'good.memo.jpg'}")
     errors = result.stderr.splitlines()
-    assert errors[0] == f"{missing}: no such file"  # found before the model loads
+    assert errors[0] == f"{missing}: no such file or folder"  # found before the model loads
     assert errors[1].startswith(f"{broken}: ") and "recognised image" in errors[1]
-    assert errors[-1] == "Error: 2 of 3 image(s) failed"
+    assert errors[-1] == "Error: 2 of 3 photo(s) failed"
     assert (tmp_path / "good.memo.jpg").is_file()
     assert not (tmp_path / "broken.memo.jpg").exists()
 
@@ -293,7 +335,7 @@ def test_layer_option_is_checked_and_listed(tiny_checkpoint, tmp_path, monkeypat
     assert result.exit_code == 2 and "unknown layer 'layer9'" in result.stderr
     result = run(tmp_path / "nothere.jpg", "-w", tiny_checkpoint)
     assert result.exit_code == 1
-    assert result.stderr.splitlines()[0] == f"{tmp_path / 'nothere.jpg'}: no such file"
+    assert result.stderr.splitlines()[0] == f"{tmp_path / 'nothere.jpg'}: no such file or folder"
     result = run(photo, "-w", tiny_checkpoint, "--side-by-side", "--heatmap-only")
     assert result.exit_code == 2
     help_text = run("--help").stdout
@@ -307,9 +349,9 @@ def test_flat_map_is_written_as_zeros_and_reported(tmp_path):
         model.primary_head.regressor.weight.zero_()
     weights = save_checkpoint(tmp_path / "flat.pt", model, metrics={})
     photo = write_photo(tmp_path / "img.jpg")
-    result = run(photo, "-w", weights, "--heatmap-only")
+    result = run(photo, "-w", weights, "--heatmap-only", "--beside")
     assert result.exit_code == 0, result.output
-    assert "flat map" in result.stderr
+    assert "flat map, no region raises the score at layer4." in result.stderr
     assert np.asarray(Image.open(tmp_path / "img.memo.png")).max() == 0
 
 

@@ -68,9 +68,12 @@ def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
       memo score /archive --shard 3/16 --cache shard3.db
     """
     from ..bursts import rank_bursts
+    from ..files import check_output_folder
     from ..output import print_table, write_csv, write_json
     from ..ranking import rank, select
 
+    if explain_dir is not None:
+        check_output_folder(explain_dir)  # said now, not after scoring
     bursts = one_per_burst or fmt != "table"  # JSON and CSV rows have a burst column
     report = run_scoring(inputs, **scoring, with_features=bursts)
     ranked = (rank_bursts(report.files, burst_seconds, burst_similarity, one_per_burst)
@@ -85,11 +88,12 @@ def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
         print_table(shown, report.model_id, len(report.files), out)
     failed_heatmaps = 0
     if explain_dir is not None and shown:
-        from .explain_cmd import write_explanations
+        from ..explain import explain_files
+        from .explain_cmd import print_explanations
 
-        failed_heatmaps = write_explanations(  # to stderr: stdout stays the ranked data
-            [r.item.path for r in shown], explain_dir, report.source.load, echo=echo_err,
-            batch_size=min(scoring["batch_size"] or 16, 16))
+        _, failed_heatmaps = print_explanations(  # to stderr: stdout stays the ranked data
+            explain_files([r.item.path for r in shown], explain_dir, report.source.load,
+                          batch_size=min(scoring["batch_size"] or 16, 16)), echo=echo_err)
     finish(report, failed_heatmaps)
 
 
