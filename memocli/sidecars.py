@@ -7,7 +7,8 @@ as its JPEG, so the pair's score goes to the sidecars of both files.
 
 A sidecar is changed by reading it (a regular file, not a link, at most
 :data:`memocli.xmp_packet.MAX_PACKET_BYTES`), merging, writing a temporary file beside it
-(fsync), and renaming it over the sidecar; if the sidecar changed in between (darktable
+(fsync), and renaming it over the sidecar (:func:`memocli.files.atomic_write`, which keeps
+its permissions); if the sidecar changed in between (darktable
 writing it), it is read and merged again.
 """
 
@@ -75,8 +76,8 @@ class _Seen:
         return cls((st.st_ino, st.st_size, st.st_mtime_ns))
 
 
-def read_sidecar(path: str) -> tuple[Packet | None, int | None]:
-    """``(packet, mode)`` of the sidecar at ``path``; ``(None, None)`` when there is none.
+def read_sidecar(path: str) -> Packet | None:
+    """The packet of the sidecar at ``path``; None when there is none.
 
     Raises:
         SidecarError: a link, a folder, not a regular file, unreadable, too large, or not a
@@ -85,7 +86,7 @@ def read_sidecar(path: str) -> tuple[Packet | None, int | None]:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        return None, None
+        return None
     except OSError as e:
         raise SidecarError(f"cannot read sidecar: {os_reason(e)}") from None
     if stat.S_ISLNK(st.st_mode):
@@ -105,7 +106,7 @@ def read_sidecar(path: str) -> tuple[Packet | None, int | None]:
     except OSError as e:
         raise SidecarError(f"cannot read sidecar: {os_reason(e)}") from None
     try:
-        return Packet.parse(data), stat.S_IMODE(st.st_mode)
+        return Packet.parse(data)
     except PacketError as e:
         raise SidecarError(f"sidecar left untouched: {e}") from None
 
@@ -126,7 +127,7 @@ def update_sidecar(path: str, change: Callable[[Packet, bool], list[str]],
     """
     for _ in range(_RETRIES):
         seen = _Seen.of(path)
-        packet, mode = read_sidecar(path)
+        packet = read_sidecar(path)
         created = packet is None
         if created:
             packet = Packet.new()
@@ -142,9 +143,7 @@ def update_sidecar(path: str, change: Callable[[Packet, bool], list[str]],
                     _unlink_if_unchanged(path, seen)
                 return changes
             with atomic_write(path) as f:
-                f.write(packet.to_bytes())
-                if mode is not None:
-                    os.fchmod(f.fileno(), mode)
+                f.write(packet.to_bytes())  # a replaced sidecar keeps its permissions
                 if _Seen.of(path) != seen:
                     raise _Changed
             return changes

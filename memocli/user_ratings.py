@@ -54,7 +54,7 @@ def read_user_ratings(photos: Sequence[str], echo: Callable[[str], None]) -> Use
         rating = None
         for sidecar in sidecar_paths(photo, "both"):
             try:
-                packet, _ = read_sidecar(sidecar)
+                packet = read_sidecar(sidecar)
             except SidecarError as e:
                 found.problems.append((sidecar, str(e)))
                 echo(f"{printable(sidecar)}: {e}")
@@ -94,7 +94,7 @@ def users_fields(photo: str, embedded: bytes | None) -> set[str]:
     packets: list[Packet | None] = []
     for sidecar in sidecar_paths(photo, "both"):
         try:
-            packets.append(read_sidecar(sidecar)[0])
+            packets.append(read_sidecar(sidecar))
         except SidecarError:
             return {"Rating", "Label"}
     if embedded:

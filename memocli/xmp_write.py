@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from .embedded_xmp import EmbedError, can_embed, read_packets, update_embedded
 from .files import printable
 from .ranking import Ranked
+from .score import Progress
 from .sidecars import SidecarError, sidecar_paths, update_sidecar
 from .user_ratings import users_fields
 from .xmp_fields import Wish, apply, keyword_band, remove, stars_for
@@ -78,14 +79,14 @@ class XmpSummary:
     no_sidecar: int = 0  # photos the naming gives no sidecar (adobe: not RAW)
 
 
-def write_xmp(ranked: Sequence[Ranked], model_id: str, plan: XmpPlan, echo: Echo,
+def write_xmp(ranked: Sequence[Ranked], model_id: str, plan: XmpPlan, progress: Progress,
               show: Echo) -> XmpSummary:
     """Merge memo's results for ``ranked`` into their sidecars (and files, with embed).
 
-    ``echo`` gets problems (stderr); ``show`` gets what would change, one line per sidecar
-    or file, with ``dry_run`` (stdout).
+    ``progress`` shows a bar and gets problems (stderr); ``show`` gets what would change,
+    one line per sidecar or file, with ``dry_run`` (stdout).
     """
-    summary = XmpSummary()
+    writer = _Writer(plan, progress.echo, show)
     when = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     embedded = {}
     tool = shutil.which("exiftool")
@@ -93,54 +94,62 @@ def write_xmp(ranked: Sequence[Ranked], model_id: str, plan: XmpPlan, echo: Echo
         try:  # the user's ratings and labels inside the photos win too
             embedded = read_packets([r.item.path for r in ranked], tool)
         except EmbedError as e:
-            echo(f"ratings inside the photos not read: {e}")
-    for r in ranked:
-        wish = plan.wish(r, len(ranked), model_id, when)
-        if not plan.overwrite:
-            for name in users_fields(r.item.path, embedded.get(r.item.path)):
-                if name.lower() in wish.optin:  # the user's, in another sidecar or the file
-                    wish.optin[name.lower()] = None
-        _photo(r.item.path, lambda packet, created, wish=wish: apply(
-            packet, wish, plan.overwrite, created), plan, summary, echo, show)
-    return summary
+            progress.echo(f"ratings inside the photos not read: {e}")
+    with progress.stage(len(ranked), "writing XMP") as advance:
+        for r in ranked:
+            wish = plan.wish(r, len(ranked), model_id, when)
+            if not plan.overwrite:
+                for name in users_fields(r.item.path, embedded.get(r.item.path)):
+                    if name.lower() in wish.optin:  # the user's, in another sidecar or file
+                        wish.optin[name.lower()] = None
+            writer.photo(r.item.path, lambda packet, created, wish=wish: apply(
+                packet, wish, plan.overwrite, created))
+            advance(1)
+    return writer.summary
 
 
-def remove_xmp(paths: Sequence[str], plan: XmpPlan, echo: Echo, show: Echo) -> XmpSummary:
+def remove_xmp(paths: Sequence[str], plan: XmpPlan, progress: Progress,
+               show: Echo) -> XmpSummary:
     """Take what memo wrote out of the sidecars (and files, with embed) of ``paths``."""
-    summary = XmpSummary()
-    for path in paths:
-        _photo(path, lambda packet, created: remove(packet), plan, summary, echo, show)
-    return summary
+    writer = _Writer(plan, progress.echo, show)
+    with progress.stage(len(paths), "removing XMP") as advance:
+        for path in paths:
+            writer.photo(path, lambda packet, created: remove(packet))
+            advance(1)
+    return writer.summary
 
 
-def _photo(path: str, change: Change, plan: XmpPlan, summary: XmpSummary, echo: Echo,
-           show: Echo) -> None:
-    """Apply ``change`` to every sidecar of ``path`` (and to the file, with embed)."""
-    targets = sidecar_paths(path, plan.sidecar)
-    if not targets:
-        summary.no_sidecar += 1
-    for target in targets:
-        if plan.removing and not os.path.lexists(target):
-            continue
-        _one(target, lambda t=target: update_sidecar(t, change, plan.dry_run),
-             summary, echo, show, plan.dry_run)
-    if plan.embed and can_embed(path):
-        _one(path, lambda: update_embedded(path, change, plan.embed, plan.dry_run),
-             summary, echo, show, plan.dry_run)
+class _Writer:
+    """Applies changes to each photo's sidecars (and file), counting and reporting."""
 
+    def __init__(self, plan: XmpPlan, echo: Echo, show: Echo):
+        self.plan, self.echo, self.show = plan, echo, show
+        self.summary = XmpSummary()
 
-def _one(target: str, update: Callable[[], list[str]], summary: XmpSummary, echo: Echo,
-         show: Echo, dry_run: bool) -> None:
-    """Run one sidecar's or file's update, counting and reporting it."""
-    try:
-        changes = update()
-    except (SidecarError, EmbedError) as e:
-        summary.failed.append((target, str(e)))
-        echo(f"{printable(target)}: {e}")
-        return
-    if changes:
-        summary.changed += 1
-        if dry_run:
-            show(f"{printable(target)}: " + "; ".join(changes))
-    else:
-        summary.unchanged += 1
+    def photo(self, path: str, change: Change) -> None:
+        """Apply ``change`` to every sidecar of ``path`` (and to the file, with embed)."""
+        plan = self.plan
+        targets = sidecar_paths(path, plan.sidecar)
+        if not targets:
+            self.summary.no_sidecar += 1
+        for target in targets:
+            if plan.removing and not os.path.lexists(target):
+                continue
+            self.one(target, lambda t=target: update_sidecar(t, change, plan.dry_run))
+        if plan.embed and can_embed(path):
+            self.one(path, lambda: update_embedded(path, change, plan.embed, plan.dry_run))
+
+    def one(self, target: str, update: Callable[[], list[str]]) -> None:
+        """Run one sidecar's or file's update."""
+        try:
+            changes = update()
+        except (SidecarError, EmbedError) as e:
+            self.summary.failed.append((target, str(e)))
+            self.echo(f"{printable(target)}: {e}")
+            return
+        if changes:
+            self.summary.changed += 1
+            if self.plan.dry_run:
+                self.show(f"{printable(target)}: " + "; ".join(changes))
+        else:
+            self.summary.unchanged += 1

@@ -19,6 +19,8 @@ from xmp_samples import (
     needs_exiv2,
 )
 
+from photo_formats import write_heic
+
 from memocli.xmp_packet import Packet
 
 pytestmark = [needs_exiftool, needs_exiv2]
@@ -26,13 +28,14 @@ pytestmark = [needs_exiftool, needs_exiv2]
 
 @pytest.fixture
 def library(tmp_path):
-    """Five JPEGs, a RAW+JPEG pair (fake RAW: naming only) and a PNG."""
+    """Five JPEGs, a RAW+JPEG pair (fake RAW: naming only), a PNG and a HEIC."""
     folder = tmp_path / "photos"
     for i in range(5):
         write_photo(folder / f"img_{i}.jpg", color=(20 + 45 * i,) * 3)
     write_photo(folder / "pair.JPG", color=(230, 40, 40))
     (folder / "pair.CR2").write_bytes(b"not really a raw file")
     write_photo(folder / "flat.png", color=(40, 200, 90))
+    write_heic(folder / "phone.HEIC")
     return folder
 
 
@@ -49,8 +52,14 @@ def test_darktable_sidecar_keeps_history_rating_and_tags(library, tiny_checkpoin
     after = meaning(sidecar)
     kept = {k: v for k, v in after.items() if "ns.memocli.org" not in k}
     changed = {k for k in kept if kept[k] != before.get(k)}
-    assert changed == {"{http://purl.org/dc/elements/1.1/}subject",
+    assert changed <= {"{http://purl.org/dc/elements/1.1/}subject",
                        "{http://ns.adobe.com/lightroom/1.0/}hierarchicalSubject"}
+    packet = Packet.parse(sidecar.read_bytes())
+    memo_ns = "http://ns.memocli.org/xmp/1.0/"
+    assert packet.bag("http://purl.org/dc/elements/1.1/", "subject") == [
+        "holiday", *packet.bag(memo_ns, "Keywords")]
+    assert packet.bag("http://ns.adobe.com/lightroom/1.0/", "hierarchicalSubject") == [
+        "places|beach", *packet.bag(memo_ns, "HierarchicalKeywords")]
     tags = exiftool_tags(sidecar)
     assert tags["XMP-xmp:Rating"] == 2  # the user's, untouched
     assert "holiday" in tags["XMP-dc:Subject"] and "places|beach" in tags[
@@ -71,19 +80,19 @@ def test_every_photo_gets_a_sidecar_with_its_score_rank_and_stars(library, tiny_
                      "--star-map", "50:5,0:1", "--label", "40", "--label-colour", "Red"])
     rows = {}
     for photo in ("img_0.jpg", "img_1.jpg", "img_2.jpg", "img_3.jpg", "img_4.jpg", "pair.JPG",
-                  "flat.png", "pair.CR2"):
+                  "flat.png", "phone.HEIC", "pair.CR2"):
         rows[photo] = exiv2_xmp(library / f"{photo}.xmp")
     assert rows["pair.CR2"]["Xmp.memo.Score"] == rows["pair.JPG"]["Xmp.memo.Score"]
     del rows["pair.CR2"]
     ranks = sorted(int(r["Xmp.memo.Rank"]) for r in rows.values())
-    assert ranks == list(range(1, 8)) and {r["Xmp.memo.Photos"] for r in rows.values()} == {"7"}
+    assert ranks == list(range(1, 9)) and {r["Xmp.memo.Photos"] for r in rows.values()} == {"8"}
     for r in rows.values():
         pct = float(r["Xmp.memo.Percentile"])
         assert r["Xmp.xmp.Rating"] == ("5" if pct >= 50 else "1")
         assert r.get("Xmp.xmp.Label") == ("Red" if pct >= 60 else None)
         assert len(r["Xmp.memo.ContentHash"]) == 64 and r["Xmp.memo.Model"].startswith(
             "vnet_tiny")
-    assert "changed 8 sidecar(s)" in result.output
+    assert "changed 9 sidecar(s)" in result.output
 
 
 def test_adobe_naming_is_for_raw_files_and_the_pair_belongs_to_the_raw(library,
@@ -93,7 +102,7 @@ def test_adobe_naming_is_for_raw_files_and_the_pair_belongs_to_the_raw(library,
     assert sorted(p.name for p in library.glob("*.xmp")) == ["pair.xmp"]
     tags = exiftool_tags(library / "pair.xmp")
     assert tags["XMP-memo:Score"] and "memo|top" in tags["XMP-lr:HierarchicalSubject"]
-    assert "6 photo(s) not RAW get no Adobe sidecar" in result.output
+    assert "7 photo(s) not RAW get no Adobe sidecar" in result.output
 
     invoke(["xmp", str(library), "-w", str(tiny_checkpoint), "--sidecar", "both", "-s"])
     assert {"pair.xmp", "pair.CR2.xmp", "pair.JPG.xmp", "img_0.jpg.xmp"} <= {
@@ -113,7 +122,7 @@ def test_remove_restores_the_meaning_exactly(library, tiny_checkpoint):
     assert meaning(sidecar) == before
     assert history(sidecar) == history(darktable_sidecar(library / "fresh.xmp", rating=3))
     assert sorted(p.name for p in library.glob("*.xmp")) == ["fresh.xmp", "img_2.jpg.xmp"]
-    assert "changed 8 sidecar(s)" in result.output
+    assert "changed 9 sidecar(s)" in result.output
 
 
 def test_a_later_run_changes_only_what_memo_wrote(library, tiny_checkpoint):
@@ -142,7 +151,7 @@ def test_dry_run_writes_nothing_and_says_what_would_change(library, tiny_checkpo
     assert sidecar.read_bytes() == before
     assert sorted(p.name for p in library.glob("*.xmp")) == ["img_3.jpg.xmp"]
     assert "img_0.jpg.xmp: memo:Score=" in result.output and "xmp:Rating=" in result.output
-    assert "would change 8 sidecar(s)" in result.output
+    assert "would change 9 sidecar(s)" in result.output
 
 
 def test_embed_keeps_every_other_tag(tmp_path, tiny_checkpoint):

@@ -27,6 +27,7 @@ class BatchScorer:
     def __call__(self, batch: list[str]) -> None:
         from ..ranking import rank
         from ..xmp_write import write_xmp
+        from .progress import progress_for_stderr
 
         try:
             report = run_scoring(batch, **self.scoring)
@@ -42,7 +43,8 @@ class BatchScorer:
         if self.plan is not None and report.files:
             fresh = {f.abspath for f in report.files}
             ranked = [r for r in rank(list(self.known.values())) if r.item.abspath in fresh]
-            summary = write_xmp(ranked, report.model_id, self.plan, echo_err, echo_err)
+            summary = write_xmp(ranked, report.model_id, self.plan,
+                                progress_for_stderr(self.scoring["silent"]), echo_err)
             self.failed += len(summary.failed)
             # percentiles among every photo scored since the watch began
             ranked_all = len(self.known)

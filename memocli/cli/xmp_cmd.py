@@ -131,17 +131,20 @@ def xmp(inputs, stars, star_map, label_top, label_colour, keywords, overwrite, s
     from ..ranking import rank
     from ..scan import scan
     from ..xmp_write import remove_xmp, write_xmp
+    from .progress import progress_for_stderr
 
     plan = make_plan(sidecar, embed, stars, star_map, label_top, label_colour, keywords,
                      overwrite, removing=remove, dry_run=dry_run)
     show = click.echo
     if remove:
         found = scan(inputs, include_hidden=scoring["hidden"])
-        summary = remove_xmp([f.path for f in found.files], plan, echo_err, show)
+        summary = remove_xmp([f.path for f in found.files], plan,
+                             progress_for_stderr(scoring["silent"]), show)
         report_summary(summary, plan, scoring["silent"])
         return
     report = run_scoring(inputs, **scoring)
-    summary = write_xmp(rank(report.files), report.model_id, plan, echo_err, show)
+    summary = write_xmp(rank(report.files), report.model_id, plan,
+                        progress_for_stderr(scoring["silent"]), show)
     report_summary(summary, plan, scoring["silent"])
     finish(report)
 
