@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from .errors import Interrupted, MemoError
 from .files import default_weights_path, hash_file, os_reason, printable, read_failure
 from .model_id import family_of
 from .registry import PREPROCESSING_VERSION
+from .reporting import Progress, Skips
 from .scan import FoundFile, scan
 from .setup_key import setup_keys
 from .shard import Shard
@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 
 HASH_BATCH = 64  # files hashed (and committed) per transaction
 _IO_THREADS = 4  # hashing and header reading are I/O bound and release the GIL
-
-Echo = Callable[[str], None]
 
 
 def display_score(raw: float) -> float:
@@ -75,6 +73,7 @@ class ScoreReport:
     files: list[ScoredFile]
     problems: list[tuple[str, str]]
     model_id: str
+    known_failures: list[tuple[str, str]] = field(default_factory=list)  # earlier runs'
     found: int = 0  # image files found by the scan
     hashed: int = 0  # files hashed in this run (new or changed since last seen)
     scored: int = 0  # contents the model ran on in this run
@@ -154,38 +153,6 @@ class _Entry:
     model: str | None = None  # the model id whose score ``score`` is
 
 
-@dataclass
-class Progress:
-    """How the pipeline reports: a bar factory and a line printer (both to stderr)."""
-
-    bar: Callable[..., Any] | None = None  # bar(total=, desc=, unit=) -> context manager
-    echo: Echo = field(default=lambda message: None)
-
-    @contextmanager
-    def stage(self, total: int, desc: str) -> Iterator[Callable[[int], None]]:
-        if self.bar is None or total == 0:
-            yield lambda n: None
-            return
-        with self.bar(total=total, desc=desc, unit="file") as bar:
-            yield bar.update
-
-
-@dataclass
-class Skips:
-    """Files that cannot be scored: each reported as it is found; ``strict`` stops at the first."""
-
-    progress: Progress
-    strict: bool = False
-    items: list[tuple[str, str]] = field(default_factory=list)
-
-    def add(self, path: str, reason: str) -> None:
-        """Record ``path`` as skipped for ``reason`` (or, when strict, stop the run)."""
-        if self.strict:
-            raise MemoError(f"{printable(path)}: {reason} (stopped: --strict)")
-        self.items.append((path, reason))
-        self.progress.echo(f"skipped {printable(path)}: {reason}")
-
-
 def _read_features(cache: Cache, entries: list[_Entry], source: ModelSource,
                    progress: Progress) -> None:
     """Give each entry its stored feature vector. A malformed one (another length than the
@@ -249,6 +216,18 @@ def _try_hash(entry: _Entry) -> tuple[str | None, str | None]:
         return None, read_failure(e)
 
 
+def _known_failures(cache: Cache, entries: list[_Entry], skips: Skips) -> None:
+    """Mark the contents without a score that could not be decoded in an earlier run as
+    failed, without the model."""
+    waiting = [e for e in entries if not e.failed and e.score is None]
+    reasons = cache.failures([e.content_hash for e in waiting], PREPROCESSING_VERSION)
+    for e in waiting:
+        if e.content_hash in reasons:
+            e.failed = True
+            skips.add_known(e.found.path, reasons[e.content_hash])
+    skips.say_known()
+
+
 def _model_stage(cache: Cache, source: ModelSource, entries: list[_Entry],
                  skips: Skips, progress: Progress, batch_size: int | None,
                  workers: int | None, with_features: bool = False) -> tuple[int, int]:
@@ -275,6 +254,8 @@ def _model_stage(cache: Cache, source: ModelSource, entries: list[_Entry],
                         e.score, e.features, e.model = score, vector, source.model_id
                         scored_files += 1
                 scored += len(results)
+                cache.record_failures(PREPROCESSING_VERSION,
+                                      [(hashes[i], reason) for i, reason in batch.failures])
                 for i, reason in batch.failures:
                     for e in by_hash[hashes[i]]:
                         e.failed = True
@@ -300,6 +281,7 @@ def score_paths(
     with_features: bool = False,
     shard: Shard | None = None,
     strict: bool = False,
+    retry_failed: bool = False,
 ) -> ScoreReport:
     """Score every image under ``inputs``, using and filling ``cache``.
 
@@ -322,10 +304,13 @@ def score_paths(
         shard: score only this shard of the files found (:mod:`memocli.shard`).
         strict: stop with a :class:`MemoError` at the first file that cannot be scored
             (scores saved until then stay saved).
+        retry_failed: give the model the contents that could not be decoded in an earlier
+            run; by default they are reported (``known_failures``) without it.
 
     Returns:
         A :class:`ScoreReport`; files that could not be read or decoded are in its
-        ``problems`` (and were reported through ``progress.echo`` as they happened).
+        ``problems`` (and were reported through ``progress.echo`` as they happened), those
+        that could not be decoded in an earlier run in ``known_failures`` (one line).
 
     Raises:
         MemoError: no images found, an unusable checkpoint or cache, or (``strict``) a
@@ -364,6 +349,11 @@ def score_paths(
             hashed = _hash_stage(cache, entries, todo, source, skips, progress, pool)
     if with_features:
         _read_features(cache, entries, source, progress)
+    if retry_failed:
+        cache.forget_failures([e.content_hash for e in entries
+                               if not e.failed and e.score is None])
+    else:
+        _known_failures(cache, entries, skips)
     scored, scored_files = _model_stage(cache, source, entries, skips, progress,
                                         batch_size, workers, with_features)
     files = [
@@ -372,7 +362,8 @@ def score_paths(
         for e in entries if not e.failed and e.score is not None
     ]
     source.cache = None  # the caller may close it; a later load() only needs the file
-    return ScoreReport(files=files, problems=skips.items, model_id=source.model_id,
+    return ScoreReport(files=files, problems=skips.items, known_failures=skips.known,
+                       model_id=source.model_id,
                        found=len(entries), hashed=hashed, scored=scored,
                        scored_files=scored_files, source=source,
                        passed_over=dict(found.passed_over))

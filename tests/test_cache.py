@@ -32,6 +32,9 @@ def test_schema_is_the_documented_one(tmp_path):
         assert db.table("images").pks == ["content_hash"]
         assert db.table("checkpoints").pks == ["path", "device", "precision", "engine",
                                                "preprocessing"]
+        assert db.table("failures").columns_dict == {
+            "content_hash": str, "preprocessing": int, "reason": str, "failed_at": str}
+        assert db.table("failures").pks == ["content_hash"]
         assert c.info()["migrations"] == [m.__name__ for m in cache_mod.MIGRATIONS]
 
 
@@ -108,13 +111,15 @@ def test_prune_forgets_missing_files_and_unreferenced_scores(tmp_path):
                         [("shared", b"\0\0"), ("lonely", b"\0\0")])
         old = CheckpointSetup(str(tmp_path / "old.pt"), "auto", "auto", "auto", 2, 1, 1)
         c.remember_checkpoint(old, "m")
+        c.record_failures(2, [("lonely", "truncated")])  # a failure of a gone file goes too
         removed = {"files": 2, "checkpoints": 1, "scores": 1, "images": 1, "features": 1,
-                   "unreachable": 0, "kept_scores": 0}
+                   "failures": 1, "unreachable": 0, "kept_scores": 0}
         assert c.prune(dry_run=True) == removed
         assert c.info()["rows"]["files"] == 3  # dry run changed nothing
         assert c.prune() == removed
         rows = c.info()["rows"]
-        assert rows == {"files": 1, "images": 1, "scores": 1, "checkpoints": 0, "features": 1}
+        assert rows == {"files": 1, "images": 1, "scores": 1, "checkpoints": 0, "features": 1,
+                        "failures": 0}
         assert list(c.features(["shared", "lonely"], "m")) == ["shared"]
         assert c.lookup_paths([str(keep)], "m")[str(keep)].score == 0.5
 

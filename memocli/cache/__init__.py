@@ -14,6 +14,8 @@ Tables (see ``docs/scoring.md``):
   mtime, so a cached re-scan need not hash the checkpoint or import torch.
 * ``features(content_hash, model, vector)``: the model's L2-normalised pooled last-block
   features (float16 bytes), written with the score, for finding bursts.
+* ``failures(content_hash, preprocessing, reason, failed_at)``: contents that could not be
+  decoded, so a re-run names them without loading the model.
 
 Modules: :mod:`.store` (the :class:`Cache` and its queries), :mod:`.migrations` (the
 schema), :mod:`.connection` (opening, WAL, transactions), :mod:`.sqlite_errors` (errors as

@@ -77,6 +77,16 @@ def m006_checkpoint_engines(db: sqlite_utils.Database) -> None:
     )
 
 
+def m007_failures(db: sqlite_utils.Database) -> None:
+    """Contents that could not be decoded, under the preprocessing version that tried: a
+    re-run reports them without loading the model (the ``files`` row has path, size and
+    mtime)."""
+    db.table("failures").create(
+        {"content_hash": str, "preprocessing": int, "reason": str, "failed_at": str},
+        pk="content_hash", not_null={"preprocessing", "reason"},
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_scores_and_files,
     m002_images,
@@ -84,6 +94,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m004_features,
     m005_checkpoint_setups,
     m006_checkpoint_engines,
+    m007_failures,
 ]
 
 

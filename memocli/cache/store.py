@@ -219,6 +219,17 @@ class Cache:
             found.update({h: row[2] for h, row in wanted.best(rows).items()})
         return found
 
+    def failures(self, hashes: Iterable[str], preprocessing: int) -> dict[str, str]:
+        """Why each content in ``hashes`` could not be decoded, for those that failed under
+        this preprocessing version (a newer decoder tries them again)."""
+        found: dict[str, str] = {}
+        for chunk in _chunks(list(dict.fromkeys(hashes))):
+            found.update(self.db.execute(
+                f"SELECT content_hash, reason FROM failures WHERE preprocessing = ? "
+                f"AND content_hash IN ({','.join('?' * len(chunk))})", [preprocessing, *chunk],
+            ).fetchall())
+        return found
+
     def checkpoint_model(self, setup: CheckpointSetup) -> str | None:
         """The model id recorded for this checkpoint setup, if the file is unchanged since."""
         row = self.db.execute(
@@ -267,6 +278,23 @@ class Cache:
                     "INSERT OR REPLACE INTO features (content_hash, model, vector) "
                     "VALUES (?, ?, ?)", vectors)
 
+    def record_failures(self, preprocessing: int, failures: Sequence[tuple[str, str]]) -> None:
+        """Remember ``(content_hash, reason)`` for contents that could not be decoded."""
+        failed_at = now_iso()
+        with transaction(self.db.conn):
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO failures (content_hash, preprocessing, reason, "
+                "failed_at) VALUES (?, ?, ?, ?)",
+                [(h, preprocessing, reason, failed_at) for h, reason in failures])
+
+    def forget_failures(self, hashes: Sequence[str]) -> None:
+        """Forget that these contents could not be decoded (they are about to be tried
+        again: a new failure is recorded anew)."""
+        with transaction(self.db.conn):
+            for chunk in _chunks(hashes):
+                self.db.conn.execute("DELETE FROM failures WHERE content_hash IN "
+                                     f"({','.join('?' * len(chunk))})", chunk)
+
     def remember_checkpoint(self, setup: CheckpointSetup, model: str) -> None:
         """Record the model id ``setup`` scores under (see :meth:`checkpoint_model`)."""
         with transaction(self.db.conn):
@@ -282,7 +310,8 @@ class Cache:
     def info(self) -> dict[str, Any]:
         """Row counts, the models with scores, and the size on disk (db + WAL)."""
         counts = {name: self.db.execute(f"SELECT count(*) FROM [{name}]").fetchone()[0]
-                  for name in ("files", "images", "scores", "checkpoints", "features")}
+                  for name in ("files", "images", "scores", "checkpoints", "features",
+                               "failures")}
         models = []
         for model, n, last in self.db.execute(
             "SELECT model, count(*), max(scored_at) FROM scores GROUP BY model ORDER BY model"
@@ -351,14 +380,15 @@ class Cache:
     @staticmethod
     def _forget(conn: sqlite3.Connection, paths: list, checkpoint_paths: list) -> dict[str, int]:
         """Delete the ``files`` and ``checkpoints`` rows of these stored paths, then the
-        scores, image facts and features no file refers to; returns how many of those."""
+        scores, image facts, features and failures no file refers to; returns how many of
+        those."""
         for table, rows in (("files", paths), ("checkpoints", checkpoint_paths)):
             for chunk in _chunks(rows):
                 conn.execute(f"DELETE FROM {table} WHERE path IN "
                              f"({','.join('?' * len(chunk))})", chunk)
         return {table: conn.execute(f"DELETE FROM {table} WHERE content_hash NOT IN "
                                     "(SELECT content_hash FROM files)").rowcount
-                for table in ("scores", "images", "features")}
+                for table in ("scores", "images", "features", "failures")}
 
     def vacuum(self) -> None:
         """Give the space freed by pruning back to the file system."""

@@ -147,6 +147,14 @@ def scoring_options(f):
     f = click.option("--strict", is_flag=True,
                      help="Stop at the first file that cannot be scored (exit status 1); "
                           "by default such files are reported and skipped.")(f)
+    f = click.option("--accept-known-failures", is_flag=True,
+                     help="Exit status 0 when the only files not scored are ones that could "
+                          "not be read in an earlier run (for scripts; new failures still "
+                          "exit 1).")(f)
+    f = click.option("--retry-failed", is_flag=True,
+                     help="Try again the files that could not be read in an earlier run "
+                          "(by default they are named in one line, without loading the "
+                          "model).")(f)
     f = engine_option(f)
     f = precision_option()(f)
     f = device_option(f)
@@ -171,11 +179,13 @@ def open_cache(cache_path: str | None, no_cache: bool):
 
 
 def run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_size, workers,
-                device, precision, engine, strict, silent, with_features=False):
+                device, precision, engine, strict, retry_failed, accept_known_failures,
+                silent, with_features=False):
     """Score ``inputs`` with the :func:`scoring_options`; says how many came from the cache.
 
     The returned :class:`~memocli.score.ScoreReport`'s ``source`` loads the model once for
-    whatever comes next (heatmaps), if scoring did not already.
+    whatever comes next (heatmaps), if scoring did not already. ``accept_known_failures``
+    is read by :func:`finish`.
     """
     from ..score import score_paths
 
@@ -184,7 +194,8 @@ def run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_size
                              batch_size=batch_size, workers=workers, include_hidden=hidden,
                              precision=precision, engine=engine,
                              progress=progress_for_stderr(silent),
-                             with_features=with_features, shard=shard, strict=strict)
+                             with_features=with_features, shard=shard, strict=strict,
+                             retry_failed=retry_failed)
     if not silent:
         echo_err(f"{len(report.files)} photo(s): {report.from_cache} from the cache, "
                  f"{report.scored_files} scored now (model {report.model_id})"
@@ -215,11 +226,20 @@ def one_per_burst_option(f):
 
 
 def finish(report, failed_heatmaps: int = 0) -> None:
-    """Exit 1 (after the data is out) when any file had to be skipped."""
+    """Exit 1 (after the data is out) when any file had to be skipped.
+
+    Files that could not be read in an earlier run count too, unless the command was given
+    ``--accept-known-failures``: a library with a broken file is not in order, but a script
+    may have decided to live with it.
+    """
     messages = []
     if report.problems:
         messages.append(f"{len(report.problems)} file(s) skipped (reasons above); "
                         "the others were scored")
+    accepted = click.get_current_context().params.get("accept_known_failures")
+    if report.known_failures and not accepted:
+        messages.append(f"{len(report.known_failures)} file(s) could not be read in an "
+                        "earlier run (named above; --accept-known-failures exits 0)")
     if failed_heatmaps:
         messages.append(f"{failed_heatmaps} heatmap(s) failed")
     if messages:

@@ -49,9 +49,9 @@ class LogLines:
 
 
 def progress_for_stderr(silent: bool):
-    """A :class:`memocli.score.Progress` for stderr: no bars when ``silent``, tqdm bars on a
+    """A :class:`memocli.reporting.Progress` for stderr: no bars when ``silent``, tqdm bars on a
     terminal, :class:`LogLines` otherwise; problem lines always."""
-    from ..score import Progress
+    from ..reporting import Progress
 
     if silent:
         return Progress(bar=None, echo=echo_err)
@@ -59,9 +59,19 @@ def progress_for_stderr(silent: bool):
         return Progress(bar=LogLines, echo=echo_err)
     from tqdm import tqdm
 
+    class Bar(tqdm):
+        """A bar that wipes its line when it closes. tqdm's own close skips that for a bar
+        younger than its ``delay``, yet ``tqdm.write`` (a skipped file's line) draws every
+        bar at once: a 'scoring: 0%' was left before the summary line."""
+
+        def close(self) -> None:
+            if not self.disable:
+                self.clear()
+            super().close()
+
     def bar(total: int, desc: str, unit: str):
-        return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
-                    dynamic_ncols=True, delay=1.0, smoothing=0.1)
+        return Bar(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
+                   dynamic_ncols=True, delay=1.0, smoothing=0.1)
 
     return Progress(bar=bar, echo=lambda message: tqdm.write(terminal_message(message),
                                                              file=sys.stderr))
