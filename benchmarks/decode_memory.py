@@ -3,7 +3,7 @@
 
 Writes two 10000x10000 PNGs (100 megapixels each, under memo's 180 MP limit) into --work,
 then, in a fresh process per mode, decodes both at once in two threads with
-``memocli.data.load_image`` (as report thumbnails and explain do) and prints the peak RSS:
+``memocli.decode.load_image`` (as report thumbnails and explain do) and prints the peak RSS:
 
 * ``bounded``: the shared ``memocli.pixel_budget.DECODE_BUDGET`` (180 MP at once);
 * ``unbounded``: a budget too large to ever wait (memo before the budget).
@@ -36,13 +36,13 @@ def make_images(work: Path) -> list[Path]:
 
 
 def measure(mode: str, paths: list[Path]) -> None:
-    from memocli import data
+    from memocli import decode
     from memocli.pixel_budget import PixelBudget
 
     if mode == "unbounded":
         data.DECODE_BUDGET = PixelBudget(10**12)
     with ThreadPoolExecutor(2) as pool:
-        sizes = list(pool.map(lambda p: data.load_image(p, 256).size, paths))
+        sizes = list(pool.map(lambda p: decode.load_image(p, 256).size, paths))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{mode:9s} 2 x {sizes[0][0]}x{sizes[0][1]} PNG in 2 threads: peak RSS "
           f"{peak_mb:.0f} MB")

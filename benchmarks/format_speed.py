@@ -6,7 +6,7 @@ iPhone's size): JPEG (the baseline), HEIC (pillow-heif), DNG with a full-size em
 preview JPEG (as CR2/NEF/ARW files carry) and DNG without a preview (developed at half
 size by libraw). For each kind it times, in this process, after one warm-up photo:
 
-* decode: ``memocli.data.load_image`` as scoring calls it (one thread), photos/s;
+* decode: ``memocli.decode.load_image`` as scoring calls it (one thread), photos/s;
 * score: decode in worker processes + the default model (``Predictor.iter_predictions``),
   photos/s.
 
@@ -73,7 +73,7 @@ def main() -> None:
 
     import torch
 
-    from memocli.data import load_image
+    from memocli.decode import load_image
     from memocli.files import default_weights_path
     from memocli.predictor import Predictor
 

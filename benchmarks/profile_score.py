@@ -7,7 +7,7 @@ calls it, and is timed with ``time.perf_counter`` after one warm-up call:
 1. stat: ``os.stat`` of each file (one per file, as the scan does),
 2. hash: :func:`memocli.files.hash_file` (SHA-256 of the content),
 3. EXIF: :func:`memocli.exif.read_image_meta` (size, date taken, camera),
-4. decode: :func:`memocli.data.load_image` at the input size (JPEG draft),
+4. decode: :func:`memocli.decode.load_image` at the input size (JPEG draft),
 5. net input: :meth:`memocli.predictor.Predictor.net_input` (resize, normalise),
 6. the network, in batches of ``--batch-size``, channels-last: the stem and each ResNet
    stage (:meth:`VNet.stem`, :meth:`VNet.run_stages`) with their block poolings,
@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 
 from memocli.cache import Cache, ImageMeta
-from memocli.data import load_image
+from memocli.decode import load_image
 from memocli.device import native_bf16_cpu
 from memocli.engines import openvino_installed
 from memocli.exif import read_image_meta

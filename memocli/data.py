@@ -1,4 +1,5 @@
-"""Labelled datasets (LaMem layout or CSV manifest), image decoding and transforms."""
+"""Labelled datasets (LaMem layout or CSV manifest) and the transforms models train and
+score with (decoding: :mod:`memocli.decode`)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageOps
-
-from . import photo_warnings
+from .decode import describe_decode_error, header_failure, load_image
 from .errors import MemoError
-from .files import read_failure
-from .formats import MAX_PIXELS, is_raw, load_raw, open_image
-from .pixel_budget import DECODE_BUDGET
 from .registry import AUGMENTATIONS, ModelConfig
 
 
@@ -73,81 +69,6 @@ class _Problems:
             raise _TooMany
 
 
-def draft_jpeg(img: Image.Image, min_side: int | None) -> None:
-    """Ask a not-yet-decoded JPEG for a DCT-scaled version whose sides stay at least
-    1.5 x ``min_side`` (much faster than decoding a 12 MP photo in full and shrinking it;
-    the margin keeps the final resize, and so the score, within 0.01 of a full decode's).
-    Other formats, or no ``min_side``: nothing changes."""
-    if min_side and img.format == "JPEG":
-        w, h = img.size
-        scale = min(w, h) / (1.5 * min_side)
-        if scale >= 2:
-            img.draft("RGB", (math.ceil(w / scale), math.ceil(h / scale)))
-
-
-_REDUCED = "memo.reduced"  # Image.info key: decoded below full resolution (JPEG draft)
-
-
-def load_image(path: str | os.PathLike, min_side: int | None = None) -> Image.Image:
-    """Decode an image as upright RGB.
-
-    EXIF orientation is applied; JPEGs are decoded at a reduced size when ``min_side``
-    allows (:func:`draft_jpeg`; :func:`is_reduced` tells). HEIC/HEIF and camera RAW files
-    are read as :mod:`memocli.formats` says. Decoding waits for its pixels in the shared
-    :data:`~memocli.pixel_budget.DECODE_BUDGET` (RAW files excepted: their size is known
-    only once decoded), and a library warning about the file (corrupt EXIF) names it
-    (:mod:`memocli.photo_warnings`).
-    """
-    if is_raw(path):
-        with photo_warnings.reading(path):
-            image = load_raw(path, min_side)
-        image.info[_REDUCED] = bool(min_side)  # its preview may have been drafted
-        return image
-    with photo_warnings.reading(path), open_image(path) as img:
-        full_size = img.size
-        draft_jpeg(img, min_side)
-        reduced = img.size != full_size
-        with DECODE_BUDGET.claim(img.width * img.height):
-            rgb = _upright_rgb(img)
-    rgb.info[_REDUCED] = reduced
-    return rgb
-
-
-def _upright_rgb(img: Image.Image) -> Image.Image:
-    """``img`` decoded, EXIF orientation applied, as RGB (transparency on white)."""
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        rgb = Image.new("RGB", rgba.size, (255, 255, 255))
-        rgb.paste(rgba, mask=rgba.getchannel("A"))
-        return rgb
-    if img.mode == "I;16" or img.mode.startswith("I"):
-        return img.point(lambda v: v / 256).convert("L").convert("RGB")
-    return img.convert("RGB")
-
-
-def is_reduced(image: Image.Image) -> bool:
-    """Whether :func:`load_image` decoded ``image`` below the file's full resolution."""
-    return bool(image.info.get(_REDUCED))
-
-
-# What a corrupt, truncated, oversized or vanished image file raises while decoding.
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-
-
-def describe_decode_error(error: BaseException) -> str:
-    """A short, user-facing reason for an image that could not be decoded."""
-    if isinstance(error, Image.DecompressionBombError):
-        limit = MAX_PIXELS // 1_000_000
-        return f"refused: image too large to decode safely (over {limit} megapixels)"
-    if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)):
-        return read_failure(error)
-    if isinstance(error, Image.UnidentifiedImageError):
-        return "not a recognised image format"
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return f"cannot decode image: {text}"
-
-
 def eval_transform(cfg: ModelConfig):
     """Deterministic preprocessing: squash-resize to the model's square input, normalise."""
     from torchvision import transforms as T
@@ -194,11 +115,7 @@ def _check_image(path: Path) -> str | None:
     """Why ``path`` cannot be used as an image, or None if its header reads fine."""
     if not path.is_file():
         return "no such image file"
-    try:
-        open_image(path).close()
-    except DECODE_ERRORS as e:
-        return describe_decode_error(e)
-    return None
+    return header_failure(path)
 
 
 def _score_problem(text: str) -> tuple[float | None, str | None]:
@@ -354,6 +271,6 @@ class ImageScoreDataset:
         item = self.items[index]
         try:
             image = load_image(item.path, self.min_side)
-        except DECODE_ERRORS as e:
-            raise MemoError(f"{item.path}: {describe_decode_error(e)}") from None
+        except Exception as e:  # noqa: BLE001 - a decoder may raise anything (memocli.decode)
+            raise MemoError(f"{item.path}: {describe_decode_error(e, item.path)}") from None
         return self.transform(image), item.score

@@ -106,8 +106,8 @@ def _read_image_meta(path: str | os.PathLike) -> ImageMeta:
                     width, height = img.size
                     orientation = img.getexif().get(0x0112)  # what exif_transpose applies
                     tags = tags or _pillow_tags(img)
-            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-                log.debug("%s: no image header (%s)", path, e)
+            except Exception as e:  # noqa: BLE001 - decoders raise anything (memocli.decode)
+                log.debug("%s: no image header (%s: %s)", path, type(e).__name__, e)
     except OSError as e:
         log.debug("%s: unreadable (%s)", path, e)
         tags = {}

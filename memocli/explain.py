@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import DECODE_ERRORS, describe_decode_error, is_reduced, load_image
+from .decode import is_reduced, load_image, try_decode
 from .errors import MemoError
 from .files import atomic_write, decode_threads, make_output_folder, os_reason
 from .gradcam import GradCAM, resolve_layer
@@ -79,12 +79,7 @@ class Explained:
 
 def _decode(predictor: Predictor, path: Path) -> tuple[Image.Image | None, str | None]:
     """The photo as ``memo score`` decodes it, or why it cannot be."""
-    try:
-        return predictor.load_photo(path), None
-    except FileNotFoundError:
-        return None, "no such file"
-    except DECODE_ERRORS as e:
-        return None, describe_decode_error(e)
+    return try_decode(lambda: predictor.load_photo(path), path)
 
 
 def explain_images(
@@ -215,10 +210,10 @@ def _explain_batches(predictor: Predictor, sources: list[Path], targets: list[Pa
                      batch_size: int, threads: int) -> Iterator[Explained]:
     def finish(m: CamMap, target: Path) -> Explained:
         path, cam, score, peak, flat = m.source, m.cam, m.score, m.peak, m.flat
-        try:  # the picture is drawn at full size, EXIF-upright
-            image = np.asarray(load_image(path) if is_reduced(m.photo) else m.photo)
-        except DECODE_ERRORS as e:
-            return Explained(path, error=describe_decode_error(e))
+        photo, failure = try_decode(lambda: load_image(path), path) if is_reduced(m.photo) else (m.photo, None)
+        if photo is None:  # the picture is drawn at full size, EXIF-upright
+            return Explained(path, error=failure)
+        image = np.asarray(photo)
         try:
             if heatmap_only:
                 size = (image.shape[1], image.shape[0])

@@ -10,6 +10,7 @@ data at half size. Heavy libraries are imported only when such a file is met.
 from __future__ import annotations
 
 import io
+import math
 import os
 import threading
 from typing import TYPE_CHECKING
@@ -68,6 +69,18 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     return img
 
 
+def draft_jpeg(img: Image.Image, min_side: int | None) -> None:
+    """Ask a not-yet-decoded JPEG for a DCT-scaled version whose sides stay at least
+    1.5 x ``min_side`` (much faster than decoding a 12 MP photo in full and shrinking it;
+    the margin keeps the final resize, and so the score, within 0.01 of a full decode's).
+    Other formats, or no ``min_side``: nothing changes."""
+    if min_side and img.format == "JPEG":
+        w, h = img.size
+        scale = min(w, h) / (1.5 * min_side)
+        if scale >= 2:
+            img.draft("RGB", (math.ceil(w / scale), math.ceil(h / scale)))
+
+
 def _upright(image: Image.Image, flip: int) -> Image.Image:
     """``image`` turned as its own EXIF orientation says, else as libraw's ``flip`` says
     (3: upside down, 5: turned left, 6: turned right)."""
@@ -84,7 +97,7 @@ def load_raw(path: str | os.PathLike, min_side: int | None = None) -> Image.Imag
     """A camera RAW file as an upright RGB image.
 
     The embedded preview JPEG (or bitmap) when the file has one (JPEGs are decoded at a
-    reduced size when ``min_side`` allows, as in :func:`memocli.data.load_image`); else the
+    reduced size when ``min_side`` allows, as in :func:`memocli.decode.load_image`); else the
     sensor data developed at half size with the camera's white balance.
 
     Raises:
@@ -92,8 +105,6 @@ def load_raw(path: str | os.PathLike, min_side: int | None = None) -> Image.Imag
     """
     import rawpy
     from PIL import Image
-
-    from .data import draft_jpeg
 
     try:
         with rawpy.imread(os.fspath(path)) as raw:

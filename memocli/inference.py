@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .data import DECODE_ERRORS, describe_decode_error, load_image
+from .decode import load_image, try_decode
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,11 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        try:
-            image = load_image(self.paths[index], self.min_side)
-            return index, self.transform(image), None
-        except DECODE_ERRORS as e:
-            return index, None, describe_decode_error(e)
+        path = self.paths[index]
+        image, failure = try_decode(lambda: load_image(path, self.min_side), path)
+        if image is None:
+            return index, None, failure
+        return index, self.transform(image), None
 
 
 def collate(batch) -> Batch:
@@ -114,7 +114,7 @@ def fit_shared_memory(workers: int, batch_bytes: int) -> tuple[int, int]:
 def image_batches(paths: Sequence[Path], transform: Callable, min_side: int, batch_size: int,
                   workers: int | None = None, pin_memory: bool = False) -> DataLoader:
     """The :data:`Batch` of each ``batch_size`` of ``paths``, in order, decoded with
-    ``load_image(path, min_side)`` and ``transform`` in ``workers`` processes (None:
+    ``load_image(path, min_side)`` (through :func:`~memocli.decode.try_decode`) and ``transform`` in ``workers`` processes (None:
     :func:`default_workers`), as many as shared memory has room for
     (:func:`fit_shared_memory`)."""
     workers = default_workers(len(paths), batch_size) if workers is None else workers

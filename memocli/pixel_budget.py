@@ -41,5 +41,5 @@ class PixelBudget:
                 self._changed.notify_all()
 
 
-#: The budget :func:`memocli.data.load_image` decodes under.
+#: The budget :func:`memocli.decode.load_image` decodes under.
 DECODE_BUDGET = PixelBudget()

@@ -1,7 +1,7 @@
 """The model session: one V-Net on one device in one precision, ready to score photos.
 
 A :class:`Predictor` owns everything besides the weights that decides a score: the decode
-rule (:func:`memocli.data.load_image` at the model's input size), the eval transform, the
+rule (:func:`memocli.decode.load_image` at the model's input size), the eval transform, the
 memory layout and the autocast policy. Every scorer, explainer, report and evaluator goes
 through one, so they agree with each other, and its :attr:`~Predictor.model_id` names all of
 it (:mod:`memocli.model_id`), so the cache never mixes up scores made differently::
@@ -24,7 +24,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .data import eval_transform, load_image
+from .data import eval_transform
+from .decode import load_image
 from .device import pick_device
 from .engines import OpenVINOBackbone, engine_cache_dir, openvino_version, pick_engine
 from .errors import MemoError
@@ -139,7 +140,8 @@ class Predictor:
     def load_photo(self, path: str | os.PathLike) -> Image.Image:
         """Decode ``path`` as scoring does (upright RGB, JPEG draft at the input size).
 
-        Raises what :data:`memocli.data.DECODE_ERRORS` lists for an unusable file.
+        Raises what the decoder raises for an unusable file (callers in a run go through
+        :func:`memocli.decode.try_decode`).
         """
         return load_image(path, self.cfg.input_size)
 

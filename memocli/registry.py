@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from .errors import MemoError
 
-#: The version of the decoding and resizing every model shares (:func:`memocli.data.load_image`,
+#: The version of the decoding and resizing every model shares (:func:`memocli.decode.load_image`,
 #: :func:`memocli.data.eval_transform`). It is part of every scoring model id, so bump it
 #: whenever either changes what the network sees: cached scores are then recomputed, never
 #: mixed (``tests/test_preprocessing_version.py`` fails on a change without a bump). 1 was

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from .data import DECODE_ERRORS, describe_decode_error, load_image
+from .decode import load_image, try_decode
 from .escape import for_html
 from .files import atomic_write, decode_threads
 from .ranking import LEGEND_LINES, Ranked, shown_percentile
@@ -63,10 +63,9 @@ def make_thumb(path: str | os.PathLike, cam: CamMap | None = None,
     if cam is not None:
         image = cam.photo
     else:
-        try:
-            image = load_image(path, min_side=side)
-        except DECODE_ERRORS as e:
-            return Thumb(error=describe_decode_error(e))
+        image, failure = try_decode(lambda: load_image(path, min_side=side), path)
+        if image is None:
+            return Thumb(error=failure)
     image.thumbnail((side, side), Image.Resampling.LANCZOS)
     heat = None
     if cam is not None:

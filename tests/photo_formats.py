@@ -77,3 +77,35 @@ def write_dng(path, preview: str | None = None, orientation=6, sensor=(64, 48),
                       extratags=dng)
         tif.write(mosaic, photometric=32803, subfiletype=0, extratags=cfa)
     return path
+
+
+def write_heic_declaring_1x1(path, size=(640, 480)):
+    """A HEIC (a JPEG saved with pillow-heif) whose ``ispe`` box then says 1x1 pixels: libheif
+    refuses it with a RuntimeError ("Security limit exceeded")."""
+    import struct
+
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    Image.effect_noise(size, 50).convert("RGB").save(buffer, "JPEG")
+    Image.open(buffer).save(path, format="HEIF")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"ispe") + 8  # after the box's tag, version and flags
+    data[at:at + 8] = struct.pack(">II", 1, 1)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def write_avif_without_its_image(path, size=(64, 48)):
+    """AVIF bytes whose primary item (``pitm``) names an item the file lacks, under any name
+    (``x.jpg`` too): Pillow's AVIF plugin raises a RuntimeError on opening it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").resize(size).convert("RGB").save(buffer, format="AVIF")
+    data = bytearray(buffer.getvalue())
+    at = data.index(b"pitm") + 8  # after the box's tag, version and flags: the item id
+    data[at:at + 2] = (99).to_bytes(2, "big")
+    path.write_bytes(bytes(data))
+    return path

@@ -7,7 +7,8 @@ import pytest
 from conftest import write_photo
 from PIL import Image
 
-from memocli.data import DatasetError, is_reduced, load_image, load_split
+from memocli.data import DatasetError, load_split
+from memocli.decode import is_reduced, load_image
 from memocli.errors import MemoError
 from memocli.formats import open_image
 
@@ -118,8 +119,8 @@ def test_importing_and_decoding_change_no_process_setting(tmp_path):
     code = (
         "import warnings\nimport numpy\nfrom PIL import Image\n"  # numpy sets its own filters
         "before = (Image.MAX_IMAGE_PIXELS, list(warnings.filters))\n"
-        "import memocli, memocli.cli, memocli.data, memocli.exif, memocli.score\n"
-        f"memocli.data.load_image({str(photo)!r}, 32)\n"
+        "import memocli, memocli.cli, memocli.decode, memocli.exif, memocli.score\n"
+        f"memocli.decode.load_image({str(photo)!r}, 32)\n"
         f"memocli.exif.read_image_meta({str(photo)!r})\n"
         "print(before == (Image.MAX_IMAGE_PIXELS, list(warnings.filters)))\n"
     )

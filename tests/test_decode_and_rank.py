@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import write_photo
 from PIL import Image
 
-from memocli import data
+from memocli import decode
 from memocli.cache import ImageMeta
 from memocli.cli import cli
 from memocli.pixel_budget import PixelBudget
@@ -42,8 +42,8 @@ def test_tied_scores_share_the_mid_rank_percentile():
 
 def most_at_once(monkeypatch, budget: PixelBudget, paths) -> int:
     """How many images were being decoded at the same moment, at most."""
-    monkeypatch.setattr(data, "DECODE_BUDGET", budget)
-    real, now, peak, lock = data._upright_rgb, [0], [0], threading.Lock()
+    monkeypatch.setattr(decode, "DECODE_BUDGET", budget)
+    real, now, peak, lock = decode._upright_rgb, [0], [0], threading.Lock()
 
     def decoding(img):
         with lock:
@@ -56,9 +56,9 @@ def most_at_once(monkeypatch, budget: PixelBudget, paths) -> int:
             with lock:
                 now[0] -= 1
 
-    monkeypatch.setattr(data, "_upright_rgb", decoding)
+    monkeypatch.setattr(decode, "_upright_rgb", decoding)
     with ThreadPoolExecutor(4) as pool:
-        images = list(pool.map(data.load_image, paths))
+        images = list(pool.map(decode.load_image, paths))
     assert [im.size for im in images] == [(64, 64)] * len(paths)
     return peak[0]
 
@@ -73,14 +73,14 @@ def test_threads_decode_only_as_many_pixels_at_once_as_the_budget_allows(tmp_pat
 
 def test_the_budget_is_given_back_when_a_decode_fails(tmp_path, monkeypatch):
     budget = PixelBudget(64 * 64)
-    monkeypatch.setattr(data, "DECODE_BUDGET", budget)
+    monkeypatch.setattr(decode, "DECODE_BUDGET", budget)
     whole = write_photo(tmp_path / "whole.jpg", size=(64, 64), quality=90)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    with pytest.raises(data.DECODE_ERRORS):
-        data.load_image(broken)
+    with pytest.raises(OSError):
+        decode.load_image(broken)
     assert budget.in_use == 0
-    data.load_image(whole)
+    decode.load_image(whole)
 
 
 # --- warnings about a photo ----------------------------------------------------------------

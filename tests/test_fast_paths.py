@@ -9,7 +9,8 @@ from PIL import Image
 
 from memocli import device
 from memocli.checkpoint import load_checkpoint
-from memocli.data import eval_transform, load_image
+from memocli.data import eval_transform
+from memocli.decode import load_image
 from memocli.files import default_weights_path
 from memocli.predictor import Predictor, iter_predictions
 

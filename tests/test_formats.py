@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from conftest import write_photo
 
 from memocli.cli import cli
-from memocli.data import load_image
+from memocli.decode import load_image
 from memocli.exif import read_image_meta
 from memocli.scan import scan
 

@@ -1,5 +1,5 @@
 """What the network sees is pinned to ``PREPROCESSING_VERSION`` (memocli/registry.py): a
-change to the decode (:func:`memocli.data.load_image`) or the transform
+change to the decode (:func:`memocli.decode.load_image`) or the transform
 (:func:`memocli.data.eval_transform`) that moves a pixel without bumping the version fails
 here, before it mixes new scores with cached old ones under one model id."""
 
@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from memocli.data import eval_transform, load_image
+from memocli.data import eval_transform
+from memocli.decode import load_image
 from memocli.registry import DEFAULT_MODEL, PREPROCESSING_VERSION, get_config
 
 #: Per preprocessing version: the SHA-256 of the network input's pixels for the generated

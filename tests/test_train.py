@@ -244,7 +244,8 @@ def test_fine_tuning_the_last_stage_learns_and_leaves_frozen_stages_alone(
 
 @pytest.mark.slow
 def test_cached_activations_give_the_same_prediction_as_the_whole_network(dataset):
-    from memocli.data import eval_transform, load_image
+    from memocli.data import eval_transform
+    from memocli.decode import load_image
     from memocli.features import FeatureBank
     from memocli.training_paths import CachedActivations
 
