@@ -48,3 +48,9 @@ def test_ranking_and_score_do_not_import_each_other():
 def test_cli_options_and_progress_do_not_import_each_other():
     assert not ({"memocli.cli.progress"} <= imports_of("memocli.cli.options")
                 and {"memocli.cli.options"} <= imports_of("memocli.cli.progress"))
+
+
+def test_data_and_formats_do_not_import_each_other():
+    """formats (which files are photos, how each opens) is below decode and data."""
+    assert not {"memocli.data", "memocli.decode"} & imports_of("memocli.formats")
+    assert "memocli.data" not in imports_of("memocli.decode")
