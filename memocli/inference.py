@@ -114,9 +114,9 @@ def fit_shared_memory(workers: int, batch_bytes: int) -> tuple[int, int]:
 def image_batches(paths: Sequence[Path], transform: Callable, min_side: int, batch_size: int,
                   workers: int | None = None, pin_memory: bool = False) -> DataLoader:
     """The :data:`Batch` of each ``batch_size`` of ``paths``, in order, decoded with
-    ``load_image(path, min_side)`` (through :func:`~memocli.decode.try_decode`) and ``transform`` in ``workers`` processes (None:
-    :func:`default_workers`), as many as shared memory has room for
-    (:func:`fit_shared_memory`)."""
+    ``load_image(path, min_side)`` (through :func:`~memocli.decode.try_decode`) and
+    ``transform`` in ``workers`` processes (None: :func:`default_workers`), as many as
+    shared memory has room for (:func:`fit_shared_memory`)."""
     workers = default_workers(len(paths), batch_size) if workers is None else workers
     workers, prefetch = fit_shared_memory(workers, batch_size * 3 * min_side * min_side * 4)
     return DataLoader(ImageFiles(paths, transform, min_side), batch_size=batch_size,
