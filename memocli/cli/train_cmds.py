@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from ..errors import MemoError
-from ..escape import csv_writer
 from ..registry import AUGMENTATIONS
 from .options import (
     WEIGHTS_HELP,
@@ -206,32 +205,24 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
       memo evaluate lamem/ --split test_1 --weights runs/f1/best.pt --csv preds.csv
     """
     from ..data import load_split
-    from ..files import default_weights_path
-    from ..metrics import regression_metrics
+    from ..evaluation import evaluate_split, write_predictions
+    from ..files import check_output_file, default_weights_path
     from ..predictor import Predictor
 
+    if csv_path:
+        check_output_file(csv_path)  # said now, not after the whole split
     items = load_split(data, split)
     predictor = Predictor.from_checkpoint(weights or default_weights_path(), device, precision,
                                           engine)
-    preds: dict[int, float] = {}
-    for batch in predictor.iter_predictions([i.path for i in items], batch_size, workers):
-        for index, reason in batch.failures:
-            raise MemoError(f"{items[index].path}: {reason}")
-        preds.update(zip(batch.indices, batch.scores))
-    predictions = [preds[i] for i in range(len(items))]
-    metrics = regression_metrics(predictions, [i.score for i in items])
+    evaluation = evaluate_split(predictor, items, split, batch_size, workers)
     if csv_path:
-        with open(csv_path, "w", newline="", encoding="utf-8") as f:
-            writer = csv_writer(f)
-            writer.writerow(["path", "target", "prediction"])
-            for item, pred in zip(items, predictions):
-                writer.writerow([str(item.path), item.score, f"{pred:.6f}"])
-    result = {"split": split, "model": predictor.model_id, **metrics}
+        write_predictions(evaluation, csv_path)
+    metrics = evaluation.metrics
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(json.dumps(evaluation.summary()))
     else:
         click.echo(f"{split}: rho {metrics['rho']:.4f}  mse {metrics['mse']:.4f}"
-                   f"  n {metrics['n']}  ({predictor.model_id})")
+                   f"  n {metrics['n']}  ({evaluation.model_id})")
 
 
 @click.command("lr-find")
