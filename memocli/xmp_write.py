@@ -56,7 +56,8 @@ class XmpPlan:
         pct = ranked.percentile
         wish = Wish(score={
             "Score": f"{ranked.item.score:.4f}", "Percentile": f"{pct:.2f}",
-            "Rank": str(ranked.rank), "Photos": str(photos), "Model": model_id,
+            "Rank": str(ranked.rank), "Photos": str(photos),
+            "Model": ranked.item.model_id or model_id,  # another variant's: its own id
             "ContentHash": ranked.item.content_hash, "Date": when})
         if self.star_map is not None:
             wish.optin["rating"] = stars_for(pct, self.star_map)

@@ -154,3 +154,17 @@ def test_a_cached_rescan_with_every_choice_on_auto_imports_no_torch(tmp_path, ti
     assert proc.stdout.strip().endswith("no torch"), proc.stdout + proc.stderr
     again = {os.path.basename(r["path"]): r for r in json.loads(proc.stdout.rsplit("\n", 2)[0])}
     assert again == first
+
+
+def test_a_sidecar_names_the_variant_its_score_came_from(tmp_path, tiny_checkpoint,
+                                                         monkeypatch):
+    from memocli.xmp_packet import Packet
+
+    lib, db = tmp_path / "lib", tmp_path / "shared.db"
+    write_photo(lib / "a.jpg")
+    machine(monkeypatch, True)
+    bf16, _ = score(lib, tiny_checkpoint, db)
+    machine(monkeypatch, False)
+    invoke(["xmp", str(lib), "-w", str(tiny_checkpoint), "--cache", str(db), "-s"])
+    properties = Packet.parse((lib / "a.jpg.xmp").read_bytes()).properties()
+    assert bf16["a.jpg"]["model_id"] in properties.values()
