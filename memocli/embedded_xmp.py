@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterable
 
 from .errors import MemoError
+from .files import hash_file
 from .xmp_packet import Packet, PacketError
 
 #: Files memo embeds XMP into (Lightroom reads these files' own XMP, not sidecars).
@@ -67,8 +68,11 @@ def read_packets(paths: Iterable[str], tool: str) -> dict[str, bytes]:
 
 
 def update_embedded(path: str, change: Callable[[Packet, bool], list[str]], tool: str,
-                    dry_run: bool = False) -> list[str]:
+                    dry_run: bool = False, scored_hash: str | None = None) -> list[str]:
     """Merge ``change`` into the XMP inside ``path`` (see the module's docstring).
+
+    ``scored_hash``: the content hash the photo had when it was scored; a photo that
+    changed since is left alone (what is written would describe other pixels).
 
     Raises:
         EmbedError: exiftool failed, the packet cannot be parsed, or the photo changed.
@@ -82,6 +86,8 @@ def update_embedded(path: str, change: Callable[[Packet, bool], list[str]], tool
     changes = change(packet, False)
     if not changes or dry_run:
         return changes
+    if scored_hash is not None and hash_file(path) != scored_hash:
+        raise EmbedError("photo changed since it was scored; run memo xmp again")
     folder, name = os.path.split(path)
     tag = f"{os.getpid()}-{threading.get_ident()}"
     packet_file = os.path.join(folder, f".{name}.{tag}.xmp")

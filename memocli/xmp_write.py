@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from .cache import Cache
 from .embedded_xmp import EmbedError, can_embed, read_packets, update_embedded
-from .files import printable
+from .files import hash_file, printable
 from .ranking import Ranked
-from .score import Progress
+from .score import Progress, ScoredFile
 from .sidecars import SidecarError, sidecar_paths, update_sidecar
 from .user_ratings import users_fields
 from .xmp_fields import Wish, apply, keyword_band, remove, stars_for
@@ -78,6 +79,26 @@ class XmpSummary:
     unchanged: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     no_sidecar: int = 0  # photos the naming gives no sidecar (adobe: not RAW)
+    embedded: list[ScoredFile] = field(default_factory=list)  # photos rewritten by exiftool
+
+
+def carry_scores(cache: Cache, model_id: str, embedded: Sequence[ScoredFile]) -> None:
+    """File each rewritten photo's new content under its old score: exiftool changed its
+    XMP only, not the pixels memo scores, so the next scan needs no model for it."""
+    files, scores, vectors, metas = [], [], [], {}
+    for f in embedded:
+        try:
+            st = os.stat(f.path)
+            digest = hash_file(f.path)
+        except OSError:
+            continue  # gone again: the next scan sees it
+        files.append((f.abspath, digest, st.st_size, st.st_mtime_ns))
+        scores.append((digest, f.raw_score))
+        metas[digest] = f.meta
+        if f.features is not None:
+            vectors.append((digest, f.features))
+    cache.record_files(files, metas)
+    cache.record_scores(model_id, scores, vectors)
 
 
 def write_xmp(ranked: Sequence[Ranked], model_id: str, plan: XmpPlan, progress: Progress,
@@ -103,8 +124,12 @@ def write_xmp(ranked: Sequence[Ranked], model_id: str, plan: XmpPlan, progress: 
                 for name in users_fields(r.item.path, embedded.get(r.item.path)):
                     if name.lower() in wish.optin:  # the user's, in another sidecar or file
                         wish.optin[name.lower()] = None
+            # no memo:ContentHash inside a photo: writing it would change the hash
+            inside = Wish({k: v for k, v in wish.score.items() if k != "ContentHash"},
+                          wish.optin)
             writer.photo(r.item.path, lambda packet, created, wish=wish: apply(
-                packet, wish, plan.overwrite, created))
+                packet, wish, plan.overwrite, created), lambda packet, created, w=inside: apply(
+                packet, w, plan.overwrite, created), r.item)
             advance(1)
     return writer.summary
 
@@ -127,8 +152,10 @@ class _Writer:
         self.plan, self.echo, self.show = plan, echo, show
         self.summary = XmpSummary()
 
-    def photo(self, path: str, change: Change) -> None:
-        """Apply ``change`` to every sidecar of ``path`` (and to the file, with embed)."""
+    def photo(self, path: str, change: Change, inside: Change | None = None,
+              scored: ScoredFile | None = None) -> None:
+        """Apply ``change`` to every sidecar of ``path``, and with embed ``inside`` (else
+        ``change``) to the file; ``scored``: what the photo was when it was scored."""
         plan = self.plan
         targets = sidecar_paths(path, plan.sidecar)
         if not targets:
@@ -138,19 +165,24 @@ class _Writer:
                 continue
             self.one(target, lambda t=target: update_sidecar(t, change, plan.dry_run))
         if plan.embed and can_embed(path):
-            self.one(path, lambda: update_embedded(path, change, plan.embed, plan.dry_run))
+            scored_hash = scored.content_hash if scored else None
+            if self.one(path, lambda: update_embedded(path, inside or change, plan.embed,
+                                                      plan.dry_run, scored_hash)):
+                if scored is not None and not plan.dry_run:
+                    self.summary.embedded.append(scored)
 
-    def one(self, target: str, update: Callable[[], list[str]]) -> None:
-        """Run one sidecar's or file's update."""
+    def one(self, target: str, update: Callable[[], list[str]]) -> bool:
+        """Run one sidecar's or file's update; True when it changed something."""
         try:
             changes = update()
         except (SidecarError, EmbedError) as e:
             self.summary.failed.append((target, str(e)))
             self.echo(f"{printable(target)}: {e}")
-            return
+            return False
         if changes:
             self.summary.changed += 1
             if self.plan.dry_run:
                 self.show(f"{printable(target)}: " + "; ".join(changes))
         else:
             self.summary.unchanged += 1
+        return bool(changes)

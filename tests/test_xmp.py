@@ -170,6 +170,14 @@ def test_embed_keeps_every_other_tag(tmp_path, tiny_checkpoint):
     assert after["XMP-xmp:Label"] == "Blue" and after["XMP-xmp:Rating"] == 5
     assert after["XMP-memo:Rating"] == 5 and "XMP-memo:Label" not in after
     assert after["IFD0:Make"] == "Canon" and after["IPTC:Keywords"] == "trip"
+    assert "XMP-memo:ContentHash" not in after  # it would change the hash it names
+
+    again = invoke(["xmp", str(photo), "-w", str(tiny_checkpoint), "--embed", "--stars",
+                    "--label", "100"])
+    assert "1 from the cache, 0 scored now" in again.stderr  # exiftool changed no pixel
+    assert "changed 1 sidecar(s)/file(s), 1 already up to date" in again.stderr
+    assert exiftool_tags(photo) == after | {k: v for k, v in exiftool_tags(photo).items()
+                                            if k.startswith(("System:", "File:"))}
 
     invoke(["xmp", str(photo), "--embed", "--remove", "-s"])
     back = exiftool_tags(photo)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from .options import echo_err, finish, run_scoring, scoring_options
+from .options import echo_err, finish, open_cache, run_scoring, scoring_options
 
 
 class StarMapType(click.ParamType):
@@ -130,7 +130,7 @@ def xmp(inputs, stars, star_map, label_top, label_colour, keywords, overwrite, s
     """
     from ..ranking import rank
     from ..scan import scan
-    from ..xmp_write import remove_xmp, write_xmp
+    from ..xmp_write import carry_scores, remove_xmp, write_xmp
     from .progress import progress_for_stderr
 
     plan = make_plan(sidecar, embed, stars, star_map, label_top, label_colour, keywords,
@@ -145,6 +145,9 @@ def xmp(inputs, stars, star_map, label_top, label_colour, keywords, overwrite, s
     report = run_scoring(inputs, **scoring)
     summary = write_xmp(rank(report.files), report.model_id, plan,
                         progress_for_stderr(scoring["silent"]), show)
+    if summary.embedded:
+        with open_cache(scoring["cache_path"], scoring["no_cache"]) as cache:
+            carry_scores(cache, report.model_id, summary.embedded)
     report_summary(summary, plan, scoring["silent"])
     finish(report)
 
