@@ -1,5 +1,6 @@
 """Every command is discoverable: listed by `memo --help`, with examples, and documented."""
 
+import re
 from pathlib import Path
 
 import click
@@ -38,3 +39,33 @@ def test_version_and_unknown_command():
     assert runner.invoke(cli, ["--version"]).output.startswith("memo, version ")
     result = runner.invoke(cli, ["frobnicate"])
     assert result.exit_code == 2 and "No such command" in result.output
+
+
+def test_help_points_at_no_file_the_installed_package_lacks():
+    for names, _ in [((), cli), *walk(cli)]:
+        text = CliRunner().invoke(cli, [*names, "--help"]).output
+        assert "docs/" not in text and "README" not in text, names  # not in the wheel
+
+
+def test_first_examples_need_no_file_a_user_lacks():
+    for command in ("train", "lr-find"):
+        text = CliRunner().invoke(cli, [command, "--help"]).output
+        first = text.split("Example")[1].splitlines()[1]
+        assert ".pt" not in first and "--backbone-weights" not in first, first
+
+
+def test_readme_says_where_make_demo_writes():
+    repo = Path(__file__).resolve().parents[1]
+    recipe = (repo / "Makefile").read_text().split("\ndemo:")[1].split("\n\n")[0]
+    outputs = set(re.findall(r"(demo-out/[\w.]+)", recipe)) - {"demo-out/memo.db"}
+    readme_line = next(line for line in (repo / "README.md").read_text().splitlines()
+                       if line.startswith("make demo"))
+    readme_demo = readme_line + "\n" + (repo / "README.md").read_text().split(
+        readme_line)[1].split("make test")[0]
+    assert "demo-out/" in readme_demo
+    assert {Path(o).name for o in outputs} <= set(re.findall(r"[\w-]+\.\w+", readme_demo))
+
+
+def test_readme_names_the_distribution_and_the_command():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "pip install ." in readme and "**`memocli`**" in readme and "**`memo`**" in readme

@@ -30,8 +30,7 @@ def agreement(inputs, top_k, as_json, **scoring):
     it is installed); the ratings memo xmp --stars wrote are not yours and are left out.
     Reports Spearman's rho between your stars and memo's score, memo's median
     percentile for each star level and for rejects, and how many of your 4-5 star
-    photos are in memo's top K (with what chance alone would give). See
-    docs/catalogues.md.
+    photos are in memo's top K (with what chance alone would give).
 
     \b
     Examples:

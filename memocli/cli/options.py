@@ -163,7 +163,8 @@ def scoring_options(f):
                      help="Also look inside hidden folders (names starting with '.').")(f)
     f = click.option("--shard", type=ShardType(), metavar="I/N",
                      help="Take only the I-th of N shards of the photos found, split by "
-                          "their path inside PATH (one job of N; see docs/scaling.md).")(f)
+                          "their path inside PATH (one job of N; memo cache merge combines the "
+                          "jobs' caches).")(f)
     f = cache_options(f)
     return click.option("-w", "--weights", type=WeightsType(), help=WEIGHTS_HELP)(f)
 
@@ -222,7 +223,7 @@ def one_per_burst_option(f):
     """``--one-per-burst``."""
     return click.option("--one-per-burst", is_flag=True,
                         help="Keep only the most memorable photo of each burst (photos "
-                             "taken seconds apart that look alike; see docs/scoring.md).")(f)
+                             "taken seconds apart that look alike).")(f)
 
 
 def finish(report, failed_heatmaps: int = 0) -> None:

@@ -112,7 +112,7 @@ def export(inputs, out, fmt, one_per_burst, burst_seconds, burst_similarity, **s
     Photos without a cached score for the model are scored first. One row per photo,
     best first, with columns rank, path, score, percentile, content_hash, width, height,
     date_taken, camera, model_id, raw_score, burst (the rank of the best frame of the
-    photo's burst; see docs/scoring.md). OUT '-' is stdout. The format comes from OUT's
+    photo's burst). OUT '-' is stdout. The format comes from OUT's
     extension (.csv, .json, .jsonl); another extension needs --format. Missing folders
     are created. The file is replaced atomically, never left half-written; a symlink is
     written through to its target.

@@ -125,17 +125,17 @@ def train(data, more_data, val_frac, select_on, fold, folds_text, out, epochs, l
 
     With several sources (DATA and --data, or repeated --data) the model gets one head per
     source over the shared backbone, each trained on its own labels only and validated on
-    its own split (see docs/training.md, "Several sources").
+    its own split.
 
     Under torchrun it trains on every process with DistributedDataParallel (NCCL, one GPU
-    each; gloo on CPUs); --batch-size stays the global batch (see docs/scaling.md).
+    each; gloo on CPUs); --batch-size stays the global batch, shared among the processes.
 
     \b
     Examples:
-      memo train lamem/ --fold 1 --epochs 10 --out runs/f1 --backbone-weights r50.pt
+      memo train lamem/ --fold 1 --epochs 10 --out runs/f1
       memo train lamem/ --folds 1-5 --out runs/lamem --backbone-weights imagenet
       memo train lamem/ --fold 1 --out runs/f1 --resume
-      memo train lnsim/ --data pool/:teacher:0.5 --out runs/two --init weights.pt
+      memo train lnsim/ --data pool/:teacher:0.5 --out runs/two --init runs/f1/best.pt
       torchrun --nproc_per_node=8 -m memocli train lamem/ --folds 1-5 --out runs/lamem
     """
     from .. import distributed
@@ -253,7 +253,7 @@ def lr_find(data, fold, out, plot_path, steps, start_lr, end_lr, train_stages, a
 
     \b
     Example:
-      memo lr-find lamem/ --fold 1 --backbone-weights r50.pt --out runs/lr
+      memo lr-find lamem/ --fold 1 --out runs/lr
       memo lr-find lamem/ --train-stages 1 --feature-cache feats/ --plot lr.png
     """
     from ..backbones import initial_model

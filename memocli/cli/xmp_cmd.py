@@ -117,7 +117,7 @@ def xmp(inputs, stars, star_map, label_top, label_colour, keywords, overwrite, s
     --overwrite; what memo wrote is recorded as memo's, so a later run or --remove
     changes only that. Existing sidecars are merged into, never replaced: every other
     value (darktable's history stack) stays. A sidecar that cannot be read is left
-    alone and reported (exit status 1). See docs/catalogues.md.
+    alone and reported (exit status 1).
 
     \b
     Examples:
