@@ -6,10 +6,13 @@ import math
 import os
 from collections.abc import Sequence
 
+from .files import atomic_write
+
 
 def plot_log_x(path: str | os.PathLike, xs: Sequence[float], ys: Sequence[float],
                title: str, x_label: str, y_label: str, marker_x: float | None = None) -> None:
-    """Save a PNG of ``ys`` against ``log10(xs)``, with an optional vertical marker."""
+    """Save a PNG of ``ys`` against ``log10(xs)``, with an optional vertical marker
+    (written as every memo output is: :func:`memocli.files.atomic_write`)."""
     import cv2
     import numpy as np
 
@@ -50,8 +53,11 @@ def plot_log_x(path: str | os.PathLike, xs: Sequence[float], ys: Sequence[float]
     cv2.putText(img, x_label, (left + (w - left - right - label_w) // 2, h - 15), font, 0.5,
                 black, 1)
     _vertical_text(img, y_label, x=4, y_middle=top + (h - top - bottom) // 2)
-    if not cv2.imwrite(str(path), img):
-        raise OSError(f"could not write {path}")
+    ok, png = cv2.imencode(".png", img)
+    if not ok:
+        raise ValueError("OpenCV could not encode the plot as PNG")
+    with atomic_write(path) as f:
+        f.write(png.tobytes())
 
 
 def _vertical_text(img, text: str, x: int, y_middle: int) -> None:

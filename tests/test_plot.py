@@ -22,3 +22,13 @@ def test_title_and_axis_labels_do_not_overlap(tmp_path):
     assert not title_rows[:, :w // 4].any()  # nothing else up there on the left
     y_label = ink[h // 4: 3 * h // 4, :20]  # the y label reads upwards in its own strip
     assert y_label.any() and y_label.sum(axis=0).max() > y_label.sum(axis=1).max()
+
+
+def test_the_plot_is_written_as_every_output_is(tmp_path):
+    link = tmp_path / "lr.png"
+    link.symlink_to(tmp_path / "plots" / "lr-2026.png")  # dangling, into a missing folder
+    plot_log_x(link, [1e-5, 1e-3, 1e-1], [3.0, 2.0, 2.5], "LR range test", "learning rate",
+               "loss")
+    assert link.is_symlink()
+    with Image.open(tmp_path / "plots" / "lr-2026.png") as img:
+        assert img.format == "PNG" and img.size == (800, 500)

@@ -259,12 +259,15 @@ def lr_find(data, fold, out, plot_path, steps, start_lr, end_lr, train_stages, a
     from ..backbones import initial_model
     from ..device import pick_device
     from ..features import FeatureBanks
+    from ..files import check_output_file
     from ..lr_find import lr_range_test, plot_range_test
     from ..sources import TrainingData, load_fold
     from ..train import TrainConfig
 
     if not 0 < start_lr < end_lr:
         raise click.BadParameter("need 0 < --start-lr < --end-lr")
+    plot_path = plot_path or out / "lr-find.png"
+    check_output_file(plot_path)  # said now, not after the test
     training = TrainingData.single(load_fold(data, fold))
     dev = pick_device(device)
     model, _ = initial_model(model_name, backbone_weights, init, warn=echo_err)
@@ -272,8 +275,6 @@ def lr_find(data, fold, out, plot_path, steps, start_lr, end_lr, train_stages, a
                        workers=workers)
     found = lr_range_test(model, training, dev, tcfg, start_lr, end_lr, steps,
                           FeatureBanks(dev, batch_size, workers, silent, feature_cache), silent)
-    plot_path = plot_path or out / "lr-find.png"
-    plot_path.parent.mkdir(parents=True, exist_ok=True)
     plot_range_test(plot_path, found)
     echo_err(f"loss bottoms out at lr {found['min_loss_lr']:.3g}; steepest fall at "
              f"{found['steepest_lr']:.3g}; plot: {plot_path}")
