@@ -83,9 +83,11 @@ class XmpSummary:
 
 
 def carry_scores(cache: Cache, model_id: str, embedded: Sequence[ScoredFile]) -> None:
-    """File each rewritten photo's new content under its old score: exiftool changed its
-    XMP only, not the pixels memo scores, so the next scan needs no model for it."""
-    files, scores, vectors, metas = [], [], [], {}
+    """File each rewritten photo's new content under its old score (and the model id that
+    gave it; ``model_id`` when the file names none): exiftool changed its XMP only, not
+    the pixels memo scores, so the next scan needs no model for it."""
+    files, metas = [], {}
+    scores: dict[str, tuple[list, list]] = {}  # model id -> (scores, vectors)
     for f in embedded:
         try:
             st = os.stat(f.path)
@@ -93,12 +95,14 @@ def carry_scores(cache: Cache, model_id: str, embedded: Sequence[ScoredFile]) ->
         except OSError:
             continue  # gone again: the next scan sees it
         files.append((f.abspath, digest, st.st_size, st.st_mtime_ns))
-        scores.append((digest, f.raw_score))
         metas[digest] = f.meta
+        model_scores, vectors = scores.setdefault(f.model_id or model_id, ([], []))
+        model_scores.append((digest, f.raw_score))
         if f.features is not None:
             vectors.append((digest, f.features))
     cache.record_files(files, metas)
-    cache.record_scores(model_id, scores, vectors)
+    for model, (model_scores, vectors) in scores.items():
+        cache.record_scores(model, model_scores, vectors)
 
 
 def write_xmp(ranked: Sequence[Ranked], model_id: str, plan: XmpPlan, progress: Progress,
