@@ -54,3 +54,9 @@ def test_data_and_formats_do_not_import_each_other():
     """formats (which files are photos, how each opens) is below decode and data."""
     assert not {"memocli.data", "memocli.decode"} & imports_of("memocli.formats")
     assert "memocli.data" not in imports_of("memocli.decode")
+
+
+def test_no_two_modules_import_each_other():
+    circles = sorted((a, b) for a in MODULES for b in imports_of(a)
+                     if a < b and a in imports_of(b))
+    assert circles == []
