@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from datetime import datetime
 
 from PIL import Image
 
@@ -30,15 +31,25 @@ _EXIF_DATE = re.compile(r"^\s*(\d{4})[:-](\d{2})[:-](\d{2})(?:[ T](\d{2}):(\d{2}
 def parse_exif_date(text: str | None) -> str | None:
     """``'2019:07:14 18:03:22'`` -> ``'2019-07-14T18:03:22'``; None if blank or malformed.
 
-    Cameras write ``0000:00:00 00:00:00`` or spaces when the clock was unset: those are None.
+    The date must be a real calendar date and the time a real time of day (``2019:02:30``,
+    day or month ``00``, month ``13``, ``24:00:00`` or second ``60`` are not): an impossible
+    date is None, a real date with an impossible time is the date alone. Cameras write
+    ``0000:00:00 00:00:00`` or spaces when the clock was unset: those are None.
     """
     if not text:
         return None
     m = _EXIF_DATE.match(str(text))
-    if not m or m.group(1) == "0000" or m.group(2) == "00":
+    if not m:
         return None
-    date = f"{m.group(1)}-{m.group(2)}-{m.group(3)}"
-    return f"{date}T{m.group(4)}:{m.group(5)}:{m.group(6)}" if m.group(4) else date
+    year, month, day, *clock = (int(g) if g else None for g in m.groups())
+    try:
+        taken = datetime(year, month, day)
+    except ValueError:
+        return None
+    try:
+        return taken.replace(hour=clock[0], minute=clock[1], second=clock[2]).isoformat()
+    except (TypeError, ValueError):  # no time, or an impossible one
+        return taken.date().isoformat()
 
 
 def _clean_text(value: object) -> str:

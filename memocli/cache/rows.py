@@ -102,9 +102,20 @@ def _text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _date_or_none(value: Any) -> str | None:
+    """A stored ISO date (and time): None unless it is a real one. Caches written before
+    dates were checked may hold ``2019-02-30`` or ``T24:00:00`` from a camera's EXIF."""
+    try:
+        datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return value
+
+
 def stored_meta(width: Any, height: Any, taken_at: Any, camera: Any) -> ImageMeta:
-    """An ``images`` row as :class:`ImageMeta`; values of the wrong type read as unknown."""
-    return ImageMeta(_int_or_none(width), _int_or_none(height), _text_or_none(taken_at),
+    """An ``images`` row as :class:`ImageMeta`; values of the wrong type, and dates that are
+    no real date, read as unknown."""
+    return ImageMeta(_int_or_none(width), _int_or_none(height), _date_or_none(taken_at),
                      _text_or_none(camera))
 
 
