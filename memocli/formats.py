@@ -1,6 +1,8 @@
-"""Photo formats beyond Pillow's own: HEIC/HEIF (pillow-heif) and camera RAW (rawpy/libraw).
+"""Which files are photos, and how each opens: Pillow's formats, HEIC/HEIF (pillow-heif)
+and camera RAW (rawpy/libraw).
 
-HEIC/HEIF opens through Pillow once :func:`register_heif` has run (libheif applies the
+:func:`photo_extensions` is the one list of extensions a folder scan takes, derived from
+the decoders themselves. HEIC/HEIF opens through Pillow once :func:`register_heif` has run (libheif applies the
 file's rotation while decoding, so the image comes upright). A camera RAW file is never
 given to Pillow (many are TIFF-like and would open as their thumbnail): :func:`load_raw`
 takes the preview JPEG the camera embedded when there is one, else develops the sensor
@@ -9,6 +11,7 @@ data at half size. Heavy libraries are imported only when such a file is met.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -18,8 +21,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from PIL import Image
 
-HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif"})
-RAW_EXTENSIONS = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"})
+#: Camera RAW files, read with libraw (which tells the make by the content, not the name).
+RAW_EXTENSIONS = frozenset({
+    ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf",
+    ".rw2", ".rwl", ".raw", ".pef", ".srw", ".3fr", ".fff", ".iiq", ".x3f", ".mrw", ".kdc",
+    ".dcr", ".erf", ".mef", ".mos",
+})
+#: Formats Pillow opens whose files a folder scan passes over: not photographs (icons,
+#: cursors, game textures, brushes, X bitmaps), a video whose header alone Pillow reads
+#: (MPEG), or pages that need Ghostscript (EPS). Named on the command line, they are tried.
+NOT_PHOTO_FORMATS = frozenset({"ICO", "CUR", "ICNS", "BLP", "DDS", "FTEX", "GBR", "XBM",
+                               "XPM", "MPEG", "EPS"})
 
 _heif_registered = False
 
@@ -31,6 +43,28 @@ _OPENING = threading.Lock()
 def is_raw(path: str | os.PathLike) -> bool:
     """True when ``path`` names a camera RAW file (by extension, any case)."""
     return os.path.splitext(os.fspath(path))[1].lower() in RAW_EXTENSIONS
+
+
+@functools.cache
+def photo_extensions() -> frozenset[str]:
+    """The extensions (lower case, with the dot) of the files a folder scan takes: those
+    Pillow's plugins and pillow-heif's register for a format they can open and decode
+    themselves (stubs that need an outside handler, save-only formats and
+    :data:`NOT_PHOTO_FORMATS` left out), and :data:`RAW_EXTENSIONS`."""
+    from PIL import Image, ImageFile
+
+    Image.init()
+    register_heif()
+
+    def decodes(fmt: str) -> bool:
+        if fmt == "MPO":  # multi-picture JPEGs: Pillow's JPEG opener returns them
+            return True
+        factory = Image.OPEN.get(fmt, (None,))[0]
+        stub = isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
+        return factory is not None and not stub and fmt not in NOT_PHOTO_FORMATS
+
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items()
+                     if decodes(fmt)) | RAW_EXTENSIONS
 
 
 def register_heif() -> None:

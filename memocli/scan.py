@@ -15,14 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .files import os_reason
-from .formats import HEIF_EXTENSIONS, RAW_EXTENSIONS, is_raw
+from .formats import is_raw, photo_extensions
 
 log = logging.getLogger(__name__)
-
-#: Extensions memo looks for in folders (compared case-insensitively). A file named
-#: explicitly on the command line is taken whatever its name.
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp",
-                              ".gif"}) | HEIF_EXTENSIONS | RAW_EXTENSIONS
 
 #: memo's own pictures (``memo explain``'s overlays and heatmaps): never ranked by a scan.
 MEMO_OUTPUT_SUFFIXES = (".memo.jpg", ".memo.png")
@@ -81,7 +76,7 @@ def not_photo_kind(name: str) -> str | None:
     if lower.endswith(MEMO_OUTPUT_SUFFIXES):
         return "memo output"
     extension = os.path.splitext(lower)[1]
-    if extension in IMAGE_EXTENSIONS:
+    if extension in photo_extensions():
         return None
     for kind, extensions in NOT_PHOTO_KINDS.items():
         if extension in extensions:
@@ -172,7 +167,7 @@ def scan(inputs: Iterable[str | os.PathLike], include_hidden: bool = False) -> S
 
     Args:
         inputs: files (taken as they are, whatever their extension) and folders (searched
-            recursively for :data:`IMAGE_EXTENSIONS`; memo's own outputs, videos, sidecars
+            recursively for :func:`~memocli.formats.photo_extensions`; memo's own outputs, videos, sidecars
             and other files are passed over and counted). A RAW file with a JPEG twin
             beside it is dropped, so the shot is ranked once.
         include_hidden: also enter hidden folders and take hidden files (names starting

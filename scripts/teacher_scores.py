@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from memocli.scan import IMAGE_EXTENSIONS
+from memocli.formats import photo_extensions
 
 
 def done_names(out: Path) -> set[str]:
@@ -60,7 +60,7 @@ def main() -> None:
         raise SystemExit("ResMem is not installed: pip install resmem") from None
 
     names = sorted(p.name for p in args.folder.iterdir()
-                   if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+                   if p.suffix.lower() in photo_extensions() and p.is_file())
     seen = done_names(args.out)
     todo = sorted((n for n in names if n not in seen),
                   key=lambda n: hashlib.sha1(n.encode()).hexdigest())
