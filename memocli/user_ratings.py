@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from .embedded_xmp import EmbedError, read_packets
 from .files import printable
 from .sidecars import SidecarError, read_sidecar, sidecar_paths
-from .xmp_fields import memo_wrote
+from .xmp_fields import memo_wrote, user_set
 from .xmp_packet import XMP, Packet, PacketError
 
 REJECT = -1
@@ -103,7 +103,7 @@ def users_fields(photo: str, embedded: bytes | None) -> set[str]:
         except PacketError:
             return {"Rating", "Label"}
     return {name for packet in packets if packet is not None for name in ("Rating", "Label")
-            if packet.get(XMP, name) is not None and not memo_wrote(packet, name)}
+            if user_set(packet, name)}
 
 
 def _rating_of(packet: Packet | None, found: UserRatings) -> int | None:

@@ -123,6 +123,15 @@ def memo_wrote(packet: Packet, name: str) -> bool:
     return mine is not None and packet.get(XMP, name) == mine
 
 
+def user_set(packet: Packet, name: str) -> bool:
+    """True when ``xmp:<name>`` holds a value the user set: not memo's, and for ``Rating``
+    not 0 (the XMP specification's "unrated", which memo's stars may replace)."""
+    value = packet.get(XMP, name)
+    if value is None or memo_wrote(packet, name):
+        return False
+    return not (name == "Rating" and value.strip() in ("0", "0.0"))
+
+
 def _owned(packet: Packet, name: str, wanted: str | None, overwrite: bool,
            changes: list[str]) -> None:
     """Set ``xmp:<name>`` to ``wanted`` unless the user's own value is there."""
@@ -134,9 +143,9 @@ def _owned(packet: Packet, name: str, wanted: str | None, overwrite: bool,
         packet.delete(MEMO, f"User{name}")
         changes.append(f"xmp:{name} {current} is the user's now (was memo's {mine})")
     if current is not None and not owned:
-        if not overwrite:
+        if not overwrite and user_set(packet, name):
             return
-        if wanted is not None:
+        if wanted is not None:  # kept for --remove (an unrated 0, or --overwrite)
             packet.set(MEMO, f"User{name}", current)
     if wanted is None:
         if owned:

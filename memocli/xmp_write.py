@@ -161,7 +161,8 @@ class _Writer:
         """Apply ``change`` to every sidecar of ``path``, and with embed ``inside`` (else
         ``change``) to the file; ``scored``: what the photo was when it was scored."""
         plan = self.plan
-        targets = sidecar_paths(path, plan.sidecar)
+        # --remove looks in the sidecars of either naming, whichever memo wrote
+        targets = sidecar_paths(path, "both" if plan.removing else plan.sidecar)
         if not targets:
             self.summary.no_sidecar += 1
         for target in targets:

@@ -114,8 +114,7 @@ def test_remove_restores_the_meaning_exactly(library, tiny_checkpoint):
     before = meaning(sidecar)
     invoke(["xmp", str(library), "-w", str(tiny_checkpoint), "--stars", "--keywords",
             "--label", "100", "--overwrite", "-s"])
-    assert meaning(sidecar)["{http://ns.adobe.com/xap/1.0/}Rating"] != "3" or exiv2_xmp(
-        sidecar)["Xmp.memo.UserRating"] == "3"
+    assert exiv2_xmp(sidecar)["Xmp.memo.UserRating"] == "3"  # kept for --remove
     assert exiv2_xmp(sidecar)["Xmp.xmp.Label"] == "Green"
 
     result = invoke(["xmp", str(library), "--remove"])
@@ -123,6 +122,21 @@ def test_remove_restores_the_meaning_exactly(library, tiny_checkpoint):
     assert history(sidecar) == history(darktable_sidecar(library / "fresh.xmp", rating=3))
     assert sorted(p.name for p in library.glob("*.xmp")) == ["fresh.xmp", "img_2.jpg.xmp"]
     assert "changed 9 sidecar(s)" in result.output
+
+
+def test_stars_replace_an_unrated_zero_and_remove_finds_either_naming(library,
+                                                                      tiny_checkpoint):
+    zero = darktable_sidecar(library / "img_4.jpg.xmp", rating=0)  # XMP's "unrated"
+    before = meaning(zero)
+    invoke(["xmp", str(library), "-w", str(tiny_checkpoint), "--stars", "--sidecar", "both",
+            "-s"])
+    read = exiv2_xmp(zero)
+    assert read["Xmp.xmp.Rating"] == read["Xmp.memo.Rating"] != "0"
+    assert exiv2_xmp(library / "pair.xmp")["Xmp.memo.Rating"]
+
+    invoke(["xmp", str(library), "--remove", "-s"])  # no --sidecar: both namings
+    assert meaning(zero) == before
+    assert sorted(p.name for p in library.glob("*.xmp")) == ["img_4.jpg.xmp"]
 
 
 def test_a_later_run_changes_only_what_memo_wrote(library, tiny_checkpoint):

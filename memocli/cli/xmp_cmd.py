@@ -103,7 +103,8 @@ def report_summary(summary, plan, silent: bool) -> None:
                    "reads for them), through exiftool.")
 @click.option("--remove", is_flag=True,
               help="Take memo's namespace and the ratings, labels and keywords memo wrote "
-                   "back out (the user's values it replaced are put back); scores nothing.")
+                   "back out of the sidecars of either naming (the user's values it "
+                   "replaced are put back); scores nothing.")
 @click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
 @scoring_options
 def xmp(inputs, stars, star_map, label_top, label_colour, keywords, overwrite, sidecar,
