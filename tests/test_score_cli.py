@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import invoke, tiny_checkpoint_at, write_photo
 
+from memocli import checkpoint, score
 from memocli.cache import Cache
 from memocli.cache import migrations as cache_migrations
-from memocli import checkpoint, score
 from memocli.predictor import Predictor
 from memocli.registry import PREPROCESSING_VERSION
 

@@ -9,10 +9,19 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import astuple, dataclass
 from datetime import datetime, timezone
 from typing import Any
+
+#: Rows per ``IN (...)`` query, well under SQLite's variable limit.
+QUERY_CHUNK = 500
+
+
+def chunks(items: Sequence[Any], size: int = QUERY_CHUNK) -> Iterator[Sequence[Any]]:
+    """``items`` in consecutive slices of ``size``, one ``IN (...)`` query each."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def now_iso() -> str:

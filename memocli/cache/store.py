@@ -7,9 +7,9 @@ Every write is one short transaction; readers never block writers (WAL), and a s
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,6 @@ import sqlite_utils
 
 from ..errors import MemoError
 from ..files import os_reason
-from ..model_id import family_of, is_variant
 from .connection import BUSY_TIMEOUT_S, connect, not_writable, transaction, use_wal
 from .migrations import migrate, pending, schema_problem
 from .rows import (
@@ -25,6 +24,7 @@ from .rows import (
     ImageMeta,
     KnownContent,
     KnownFile,
+    chunks,
     db_path,
     decode_text,
     joined_meta,
@@ -35,13 +35,7 @@ from .rows import (
     stored_score,
 )
 from .sqlite_errors import one_line_errors
-
-_CHUNK = 500  # rows per "IN (...)" query, well under SQLite's variable limit
-
-
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+from .variants import other_variants
 
 
 def _absent_paths(stored: Iterable[tuple[str | bytes]]) -> dict[str, list[str | bytes]]:
@@ -63,41 +57,6 @@ def _absent_paths(stored: Iterable[tuple[str | bytes]]) -> dict[str, list[str | 
 
 class _DryRun(Exception):
     """Rolls back a transaction whose counts were all that was wanted."""
-
-
-class _Wanted:
-    """The stored rows a lookup for ``model`` takes: its own, and with ``variants`` those
-    of the other variants of its family too (:func:`memocli.model_id.is_variant`), its own
-    first, then the others in id order."""
-
-    def __init__(self, model: str, variants: bool):
-        self.model = model
-        self.family = family_of(model) if variants else None
-
-    def sql(self, column: str) -> tuple[str, list[str]]:
-        """A condition on ``column`` that holds for every id taken (and maybe a few more:
-        :meth:`order` has the last word) and its parameters."""
-        if self.family is None:
-            return f"{column} = ?", [self.model]
-        prefix = re.sub(r"([\\%_])", r"\\\1", self.family)
-        return f"({column} = ? OR {column} LIKE ? ESCAPE '\\')", [self.model, f"{prefix}-%"]
-
-    def order(self, stored: Any) -> tuple[bool, str] | None:
-        """Sort key of a row of model ``stored`` (lower first); None: not taken."""
-        if stored == self.model:
-            return False, stored
-        if self.family is not None and isinstance(stored, str) and is_variant(stored,
-                                                                                self.model):
-            return True, stored
-        return None
-
-    def best(self, rows: Iterable[tuple]) -> dict[Any, tuple]:
-        """``{key: row}`` of the first taken ``(key, model, ...)`` row of each key."""
-        chosen: dict[Any, tuple] = {}
-        for row in sorted((r for r in rows if self.order(r[1]) is not None),
-                          key=lambda r: self.order(r[1])):
-            chosen.setdefault(row[0], row)
-        return chosen
 
 
 @one_line_errors
@@ -149,81 +108,87 @@ class Cache:
 
     def lookup_paths(self, paths: Sequence[str], model: str, variants: bool = False
                      ) -> dict[str, KnownFile]:
-        """Stored ``files`` rows for ``paths`` (absolute), joined to ``model``'s scores
-        (with ``variants``, or another variant's where ``model`` has none: see
-        :class:`_Wanted`).
+        """Stored ``files`` rows for ``paths`` (absolute), joined to ``model``'s scores;
+        with ``variants``, another variant's score where ``model`` has none
+        (:func:`~memocli.cache.variants.other_variants`).
 
         One indexed query per 500 paths: the whole cost of a cached re-scan.
         """
-        wanted = _Wanted(model, variants)
-        condition, params = wanted.sql("s.model")
         found: dict[str, KnownFile] = {}
-        for chunk in _chunks([db_path(p) for p in paths]):
+        for chunk in chunks([db_path(p) for p in paths]):
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
-                "SELECT f.path, s.model, f.size, f.mtime_ns, f.content_hash, s.score, "
+                "SELECT f.path, f.size, f.mtime_ns, f.content_hash, s.score, "
                 "i.content_hash IS NOT NULL, i.width, i.height, i.taken_at, i.camera "
                 "FROM files f "
-                f"LEFT JOIN scores s ON s.content_hash = f.content_hash AND {condition} "
+                "LEFT JOIN scores s ON s.content_hash = f.content_hash AND s.model = ? "
                 "LEFT JOIN images i ON i.content_hash = f.content_hash "
                 f"WHERE f.path IN ({marks})",
-                [*params, *chunk],
+                [model, *chunk],
             ).fetchall()
-            scored = wanted.best(r for r in rows if stored_score(r[5]) is not None)
             for row in rows:
-                row = scored.get(row[0], row)
-                path = path_from_db(row[0])
-                score = stored_score(row[5]) if row[0] in scored else None
-                found[path] = KnownFile(path, row[2], row[3], row[4], score,
-                                        joined_meta(row[7:], row[6]),
-                                        row[1] if score is not None else None)
+                path, score = path_from_db(row[0]), stored_score(row[4])
+                found[path] = KnownFile(path, row[1], row[2], row[3], score,
+                                        joined_meta(row[6:], row[5]),
+                                        model if score is not None else None)
+        if variants:
+            others = other_variants(
+                self.db, "scores", "score", [k.content_hash for k in found.values() if k.score is None],
+                model, stored_score)
+            for path, k in found.items():
+                if k.content_hash in others:
+                    other, score = others[k.content_hash]
+                    found[path] = replace(k, score=score, model=other)
         return found
 
     def lookup_contents(self, hashes: Iterable[str], model: str, variants: bool = False
                         ) -> dict[str, KnownContent]:
         """What is stored for each content hash (hashes with nothing stored are left out);
         ``model`` and ``variants`` as in :meth:`lookup_paths`."""
-        wanted = _Wanted(model, variants)
-        condition, params = wanted.sql("model")
         unique = list(dict.fromkeys(hashes))
-        scores: dict[str, tuple] = {}
+        scores: dict[str, tuple[str, float]] = {}
         metas: dict[str, ImageMeta] = {}
-        for chunk in _chunks(unique):
+        for chunk in chunks(unique):
             marks = ",".join("?" * len(chunk))
-            scores.update(wanted.best(
-                row for row in self.db.execute(
-                    f"SELECT content_hash, model, score FROM scores WHERE {condition} "
-                    f"AND content_hash IN ({marks})", [*params, *chunk]).fetchall()
-                if stored_score(row[2]) is not None))
+            for content_hash, score in self.db.execute(
+                f"SELECT content_hash, score FROM scores WHERE model = ? "
+                f"AND content_hash IN ({marks})", [model, *chunk]).fetchall():
+                if stored_score(score) is not None:
+                    scores[content_hash] = model, stored_score(score)
             for row in self.db.execute(
                 f"SELECT content_hash, width, height, taken_at, camera FROM images "
                 f"WHERE content_hash IN ({marks})", chunk,
             ).fetchall():
                 metas[row[0]] = stored_meta(*row[1:])
-        return {h: KnownContent(stored_score(scores[h][2]) if h in scores else None,
-                                metas.get(h), scores[h][1] if h in scores else None)
+        if variants:
+            scores.update(other_variants(
+                self.db, "scores", "score", [h for h in unique if h not in scores], model, stored_score))
+        return {h: KnownContent(scores[h][1] if h in scores else None, metas.get(h),
+                                scores[h][0] if h in scores else None)
                 for h in unique if h in scores or h in metas}
 
     def features(self, hashes: Iterable[str], model: str, variants: bool = False
                  ) -> dict[str, bytes]:
         """Stored feature vectors of ``model`` by content hash (missing ones left out);
         ``model`` and ``variants`` as in :meth:`lookup_paths`."""
-        wanted = _Wanted(model, variants)
-        condition, params = wanted.sql("model")
+        unique = list(dict.fromkeys(hashes))
         found: dict[str, bytes] = {}
-        for chunk in _chunks(list(dict.fromkeys(hashes))):
-            rows = self.db.execute(
-                f"SELECT content_hash, model, vector FROM features WHERE {condition} "
-                f"AND content_hash IN ({','.join('?' * len(chunk))})", [*params, *chunk],
-            ).fetchall()
-            found.update({h: row[2] for h, row in wanted.best(rows).items()})
+        for chunk in chunks(unique):
+            found.update(self.db.execute(
+                f"SELECT content_hash, vector FROM features WHERE model = ? "
+                f"AND content_hash IN ({','.join('?' * len(chunk))})", [model, *chunk],
+            ).fetchall())
+        if variants:
+            others = other_variants(self.db, "features", "vector",
+                                    [h for h in unique if h not in found], model)
+            found.update({h: vector for h, (_, vector) in others.items()})
         return found
 
     def failures(self, hashes: Iterable[str], preprocessing: int) -> dict[str, str]:
         """Why each content in ``hashes`` could not be decoded, for those that failed under
         this preprocessing version (a newer decoder tries them again)."""
         found: dict[str, str] = {}
-        for chunk in _chunks(list(dict.fromkeys(hashes))):
+        for chunk in chunks(list(dict.fromkeys(hashes))):
             found.update(self.db.execute(
                 f"SELECT content_hash, reason FROM failures WHERE preprocessing = ? "
                 f"AND content_hash IN ({','.join('?' * len(chunk))})", [preprocessing, *chunk],
@@ -291,7 +256,7 @@ class Cache:
         """Forget that these contents could not be decoded (they are about to be tried
         again: a new failure is recorded anew)."""
         with transaction(self.db.conn):
-            for chunk in _chunks(hashes):
+            for chunk in chunks(hashes):
                 self.db.conn.execute("DELETE FROM failures WHERE content_hash IN "
                                      f"({','.join('?' * len(chunk))})", chunk)
 
@@ -383,7 +348,7 @@ class Cache:
         scores, image facts, features and failures no file refers to; returns how many of
         those."""
         for table, rows in (("files", paths), ("checkpoints", checkpoint_paths)):
-            for chunk in _chunks(rows):
+            for chunk in chunks(rows):
                 conn.execute(f"DELETE FROM {table} WHERE path IN "
                              f"({','.join('?' * len(chunk))})", chunk)
         return {table: conn.execute(f"DELETE FROM {table} WHERE content_hash NOT IN "
