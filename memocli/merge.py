@@ -28,6 +28,7 @@ from .cache.migrations import schema_problem
 from .cache.rows import usual_length
 from .cache.sqlite_errors import describe_sqlite_error
 from .errors import MemoError
+from .parquet_import import import_parquet, is_parquet_source
 
 #: Scores of one photo and checkpoint computed in different precisions (``--precision``)
 #: agree within this; a larger difference is a conflict.
@@ -233,7 +234,8 @@ def _merge_one(cache: Cache, source: Path, tolerance: float) -> SourceReport:
 
 def merge_caches(sources: list[str | os.PathLike], dest: str | os.PathLike,
                  tolerance: float = DEFAULT_TOLERANCE) -> list[SourceReport]:
-    """Merge each of ``sources`` into ``dest`` (created and migrated if needed), in order.
+    """Merge each of ``sources`` into ``dest`` (created and migrated if needed), in order;
+    a source may also be a ``memo batch`` output (a folder of Parquet files).
 
     Source rows whose values do not fit the column (text in a score, a non-finite number,
     bytes in a text field) are not copied; :attr:`SourceReport.refused` counts them.
@@ -242,4 +244,16 @@ def merge_caches(sources: list[str | os.PathLike], dest: str | os.PathLike,
         MemoError: a source is not a memo cache (those before it stay merged).
     """
     with Cache(dest) as cache:
-        return [_merge_one(cache, Path(s), tolerance) for s in sources]
+        return [_merge_parquet(cache, s, tolerance) if is_parquet_source(s)
+                else _merge_one(cache, Path(s), tolerance) for s in sources]
+
+
+def _merge_parquet(cache: Cache, source: str | os.PathLike, tolerance: float) -> SourceReport:
+    """A ``memo batch`` output merged (:mod:`memocli.parquet_import`), reported as a cache's."""
+    imported = import_parquet(cache, source, tolerance, MAX_EXAMPLES)
+    report = SourceReport(str(source), imported.added, conflicts=imported.conflicts)
+    if imported.refused:
+        report.refused["scores"] = imported.refused
+    report.examples = [Conflict("scores", {"content_hash": h, "model": m}, "score", kept, other)
+                       for h, m, kept, other in imported.examples]
+    return report

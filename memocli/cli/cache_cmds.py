@@ -185,7 +185,7 @@ def prune(cache_path, dry_run, unreachable, vacuum):
 
 @cache.command()
 @click.argument("sources", nargs=-1, required=True, metavar="SRC.db...",
-                type=click.Path(exists=True, dir_okay=False))
+                type=click.Path(exists=True))
 @click.option("--into", "dest", required=True, metavar="DST.db",
               type=click.Path(dir_okay=False), help="The cache to merge into (created if missing).")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=None, metavar="X",
@@ -197,7 +197,9 @@ def merge(sources, dest, tolerance):
     Copies scores, files, image facts, checkpoints and any other rows DST.db does not
     have yet; rows it has are kept, so merging twice changes nothing. A score that
     differs from DST.db's for the same photo and model is reported (DST.db's is kept,
-    exit status 1). Each SRC goes in as one transaction.
+    exit status 1). Each SRC goes in as one transaction. A SRC may also be the Parquet
+    output of `memo batch` (its DEST folder): its scores, keyed by content, then serve
+    `memo export`, `memo report` and bursts.
 
     \b
     Examples:
