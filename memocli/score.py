@@ -282,6 +282,7 @@ def score_paths(
     shard: Shard | None = None,
     strict: bool = False,
     retry_failed: bool = False,
+    source: ModelSource | None = None,
 ) -> ScoreReport:
     """Score every image under ``inputs``, using and filling ``cache``.
 
@@ -306,6 +307,8 @@ def score_paths(
             (scores saved until then stay saved).
         retry_failed: give the model the contents that could not be decoded in an earlier
             run; by default they are reported (``known_failures``) without it.
+        source: the :class:`ModelSource` of an earlier call with the same weights, device,
+            precision and engine, so its loaded model serves again (``memo watch``).
 
     Returns:
         A :class:`ScoreReport`; files that could not be read or decoded are in its
@@ -331,7 +334,11 @@ def score_paths(
         progress.echo(f"shard {shard}: {len(mine)} of the {len(found.files)} photo(s) found")
     log.info("found %d photo(s) in %s; passed over: %s", len(found.files),
              ", ".join(os.fspath(p) for p in inputs), dict(found.passed_over) or "nothing")
-    source = ModelSource(weights or default_weights_path(), cache, device, precision, engine)
+    if source is None:
+        source = ModelSource(weights or default_weights_path(), cache, device, precision,
+                             engine)
+    else:
+        source.cache = cache
     log.info("model %s (%s); cache %s", source.model_id, source.path,
              cache.path or "none (--no-cache)")
     entries = [_Entry(f) for f in mine]

@@ -1,5 +1,6 @@
 """memo watch, run as a real process: photos copied in slowly, in bursts and into new,
-renamed and deleted folders are each scored once; Ctrl-C keeps what was scored."""
+renamed and deleted folders are each scored once; Ctrl-C keeps what was scored. Each batch
+scores with the model the first one loaded."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import pytest
 from conftest import write_photo
 from xmp_samples import exiv2_xmp, needs_exiv2
 
-pytestmark = [pytest.mark.slow, needs_exiv2]
+from memocli.cache import Cache
+from memocli.score import score_paths
 
 
 class Watcher:
@@ -60,6 +62,20 @@ def slow_copy(source, target, pieces=5, pause=0.3):
             time.sleep(pause)
 
 
+def test_a_later_batch_scores_with_the_model_already_loaded(tmp_path, tiny_checkpoint,
+                                                           make_photos):
+    photos = make_photos(4)
+    with Cache(tmp_path / "memo.db") as cache:
+        first = score_paths(photos[:2], cache, weights=tiny_checkpoint, engine="torch")
+    predictor = first.source.load()
+    with Cache(tmp_path / "memo.db") as cache:  # memo watch opens it per batch
+        second = score_paths(photos[2:], cache, weights=tiny_checkpoint, engine="torch",
+                             source=first.source)
+    assert second.scored == 2 and second.source.load() is predictor
+
+
+@pytest.mark.slow
+@needs_exiv2
 def test_photos_arriving_every_way_are_each_scored_once(tmp_path, tiny_checkpoint):
     inbox, stock = tmp_path / "inbox", tmp_path / "stock"
     photos = [write_photo(stock / f"s{i}.jpg", color=(25 * i, 90, 200 - 20 * i))

@@ -181,12 +181,13 @@ def open_cache(cache_path: str | None, no_cache: bool):
 
 def run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_size, workers,
                 device, precision, engine, strict, retry_failed, accept_known_failures,
-                silent, with_features=False):
+                silent, with_features=False, source=None):
     """Score ``inputs`` with the :func:`scoring_options`; says how many came from the cache.
 
     The returned :class:`~memocli.score.ScoreReport`'s ``source`` loads the model once for
-    whatever comes next (heatmaps), if scoring did not already. ``accept_known_failures``
-    is read by :func:`finish`.
+    whatever comes next (heatmaps), if scoring did not already; given back as ``source``,
+    it scores again without loading the model again. ``accept_known_failures`` is read by
+    :func:`finish`.
     """
     from ..score import score_paths
 
@@ -196,7 +197,7 @@ def run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_size
                              precision=precision, engine=engine,
                              progress=progress_for_stderr(silent),
                              with_features=with_features, shard=shard, strict=strict,
-                             retry_failed=retry_failed)
+                             retry_failed=retry_failed, source=source)
     if not silent:
         echo_err(f"{len(report.files)} photo(s): {report.from_cache} from the cache, "
                  f"{report.scored_files} scored now (model {report.model_id})"

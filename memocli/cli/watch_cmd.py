@@ -21,6 +21,7 @@ class BatchScorer:
         self.scoring = scoring
         self.plan = plan  # None: no sidecars
         self.known = {}  # abspath -> ScoredFile: the ranking the percentiles come from
+        self.source = None  # the model, loaded by the first batch that needs it
         self.scored = 0
         self.failed = 0
 
@@ -30,12 +31,13 @@ class BatchScorer:
         from .progress import progress_for_stderr
 
         try:
-            report = run_scoring(batch, **self.scoring)
+            report = run_scoring(batch, **self.scoring, source=self.source)
         except MemoError as e:  # every file of the batch vanished or is unreadable
             echo_err(str(e))
             self.failed += len(batch)
             return
         self.failed += len(report.problems)
+        self.source = report.source
         for f in report.files:
             self.known[f.abspath] = f
             click.echo(f"{for_terminal(f.path)}\t{f.score:.4f}")
