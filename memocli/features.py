@@ -18,13 +18,12 @@ import json
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
 from .data import ImageScoreDataset, LabeledImage, eval_transform
 from .files import atomic_write
-from .inference import default_workers
+from .inference import default_workers, worker_loader
 from .model import STAGES, VNet
 from .precision import Precision, torch_dtype
 from .registry import PREPROCESSING_VERSION
@@ -156,8 +155,8 @@ class FeatureBank:
         )
         workers = (default_workers(len(paths), self.batch_size) if self.workers is None
                    else self.workers)
-        loader = DataLoader(dataset, batch_size=self.batch_size, num_workers=workers,
-                            pin_memory=self.device.type == "cuda")
+        loader = worker_loader(dataset, self.batch_size, workers, cfg.input_size,
+                               pin_memory=self.device.type == "cuda")
         model.eval()
         done, entries = 0, {}
         partial = self.frozen_stages < len(STAGES)

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 SHARED_MEMORY = "/dev/shm"
 _SHM_SHARE = 0.8
 _MB = 1 << 20
+_said: set[str] = set()  # shared-memory lines already logged (a training run asks per epoch)
 #: Batches a worker prepares ahead (DataLoader's default prefetch_factor).
 _PREFETCH = 2
 
@@ -100,15 +101,26 @@ def fit_shared_memory(workers: int, batch_bytes: int) -> tuple[int, int]:
 
     choice = next(((n, prefetch) for n in range(workers, 0, -1) for prefetch in (_PREFETCH, 1)
                    if fits(n, prefetch)), (0, _PREFETCH))
-    if choice != (workers, _PREFETCH):
-        log.warning("%s has %d MB free; %d decoding process(es) need about %d MB for "
-                    "batches of %d MB: %s (Docker: --shm-size=1g gives them room)",
-                    SHARED_MEMORY, round(free / _MB), workers,
-                    round((workers * _PREFETCH + 2) * batch_bytes / _MB),
-                    round(batch_bytes / _MB),
-                    f"using {choice[0]}, {choice[1]} batch(es) ahead" if choice[0]
-                    else "decoding in this process instead")
+    message = (f"{SHARED_MEMORY} has {round(free / _MB)} MB free; {workers} decoding "
+               f"process(es) need about {round((workers * _PREFETCH + 2) * batch_bytes / _MB)}"
+               f" MB for batches of {round(batch_bytes / _MB)} MB: "
+               + (f"using {choice[0]}, {choice[1]} batch(es) ahead" if choice[0]
+                  else "decoding in this process instead")
+               + " (Docker: --shm-size=1g gives them room)")
+    if choice != (workers, _PREFETCH) and message not in _said:
+        _said.add(message)
+        log.warning("%s", message)
     return choice
+
+
+def worker_loader(dataset: Dataset, batch_size: int, workers: int, input_size: int,
+                  **options) -> DataLoader:
+    """A DataLoader of ``dataset`` (square ``input_size`` float32 images) with as many of
+    ``workers`` as shared memory has room for (:func:`fit_shared_memory`); ``options`` go
+    to the DataLoader. Every loader of decoded images is made here."""
+    workers, prefetch = fit_shared_memory(workers, batch_size * 3 * input_size ** 2 * 4)
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                      prefetch_factor=prefetch if workers else None, **options)
 
 
 def image_batches(paths: Sequence[Path], transform: Callable, min_side: int, batch_size: int,
@@ -118,8 +130,6 @@ def image_batches(paths: Sequence[Path], transform: Callable, min_side: int, bat
     ``transform`` in ``workers`` processes (None: :func:`default_workers`), as many as
     shared memory has room for (:func:`fit_shared_memory`)."""
     workers = default_workers(len(paths), batch_size) if workers is None else workers
-    workers, prefetch = fit_shared_memory(workers, batch_size * 3 * min_side * min_side * 4)
-    return DataLoader(ImageFiles(paths, transform, min_side), batch_size=batch_size,
-                      num_workers=workers, collate_fn=collate, pin_memory=pin_memory,
-                      persistent_workers=False,
-                      prefetch_factor=prefetch if workers else None)
+    return worker_loader(ImageFiles(paths, transform, min_side), batch_size, workers,
+                         min_side, collate_fn=collate, pin_memory=pin_memory,
+                         persistent_workers=False)

@@ -29,7 +29,7 @@ from .features import (
     cached_activation_bytes,
     frozen_blocks,
 )
-from .inference import default_workers
+from .inference import default_workers, worker_loader
 from .model import STAGES, VNet
 from .precision import Precision
 
@@ -173,6 +173,7 @@ class FullImages:
         self.seed = seed
         self.workers = default_workers(len(train), batch_size) if workers is None else workers
         cfg = model.cfg
+        self.input_size = cfg.input_size
         self._train = _WithSource(
             ImageScoreDataset(train, train_transform(cfg, augment), cfg.input_size), sources)
 
@@ -181,9 +182,9 @@ class FullImages:
             return (net or self.net)(x.to(self.device, non_blocking=True)).float()
 
     def _loader(self, dataset, sampler=None) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
-                          num_workers=self.workers, pin_memory=self.device.type == "cuda",
-                          drop_last=sampler is not None and len(sampler) > self.batch_size)
+        return worker_loader(dataset, self.batch_size, self.workers, self.input_size,
+                             sampler=sampler, pin_memory=self.device.type == "cuda",
+                             drop_last=sampler is not None and len(sampler) > self.batch_size)
 
     def _sampler(self):
         return distributed.sampler(len(self._train), shuffle=True, seed=self.seed)

@@ -11,10 +11,16 @@ import logging
 import os
 
 import pytest
-from conftest import invoke
+import torch
+from conftest import invoke, write_photo
 
 from memocli import inference
+from memocli.data import LabeledImage
+from memocli.features import FeatureBank
 from memocli.inference import SHARED_MEMORY, fit_shared_memory
+from memocli.model import VNet
+from memocli.registry import get_config
+from memocli.training_paths import FullImages
 
 MB = 1 << 20
 GPU_BATCH = 64 * 3 * 224 * 224 * 4  # batch 64 of 224x224 float32 inputs: 38.5 MB
@@ -34,6 +40,7 @@ def shm_free(monkeypatch):
                                       free // block, 1000, 1000, 1000, 0, 255))
 
         monkeypatch.setattr(inference.os, "statvfs", statvfs)
+        monkeypatch.setattr(inference, "_said", set())  # each test hears its own line
 
     return set_free
 
@@ -76,3 +83,25 @@ def test_score_with_a_small_shm_scores_everything_and_says_so(tmp_path, make_pho
     assert [r.getMessage() for r in caplog.records] == [
         "/dev/shm has 2 MB free; 4 decoding process(es) need about 4 MB for batches of 0 MB: "
         "using 2, 1 batch(es) ahead (Docker: --shm-size=1g gives them room)"]
+
+
+def test_training_and_feature_loaders_fit_shared_memory_too(tmp_path, shm_free, caplog):
+    photos = [write_photo(tmp_path / f"p{i}.png", color=(20 * i, 90, 90)) for i in range(8)]
+    items = [LabeledImage(p, 0.1 * i) for i, p in enumerate(photos)]
+    model = VNet(get_config("vnet_tiny"))
+    shm_free(2 * MB)  # batches of 8 tiny inputs: room for 2 workers, 1 batch ahead
+    with caplog.at_level(logging.WARNING, logger="memocli.inference"):
+        training = FullImages(model, items, torch.zeros(8, dtype=torch.long), 8, 4,
+                              torch.device("cpu"), "crop")
+        loader = training.train_batches(epoch=0)
+        assert (loader.num_workers, loader.prefetch_factor) == (2, 1)
+        assert sum(len(x) for x, *_ in loader) == 8
+        training.train_batches(epoch=1)  # said once per run, not once per epoch
+        pooled, _ = FeatureBank(model, torch.device("cpu"), batch_size=4, workers=4,
+                                silent=True).features(items)
+    assert len(pooled) == 8
+    assert [r.getMessage().split(" (Docker")[0] for r in caplog.records] == [
+        "/dev/shm has 2 MB free; 4 decoding process(es) need about 4 MB for batches of 0 MB: "
+        "using 2, 1 batch(es) ahead",  # training: said once, not once per epoch
+        "/dev/shm has 2 MB free; 4 decoding process(es) need about 2 MB for batches of 0 MB: "
+        "using 4, 1 batch(es) ahead"]  # the activation cache's loader, batches of 4
