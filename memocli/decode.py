@@ -55,16 +55,59 @@ def load_image(path: str | os.PathLike, min_side: int | None = None) -> Image.Im
 
 
 def _upright_rgb(img: Image.Image) -> Image.Image:
-    """``img`` decoded, EXIF orientation applied, as RGB (transparency on white)."""
+    """``img`` decoded, EXIF orientation applied, as RGB (transparency on white; a channel
+    of more than 8 bits by its real range, :func:`_deep_to_gray`)."""
+    deep = _sample_type(img) if img.mode.startswith(("I", "F")) else None
     img = ImageOps.exif_transpose(img)
+    if deep is not None:
+        return _deep_to_gray(img, *deep).convert("RGB")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         rgb = Image.new("RGB", rgba.size, (255, 255, 255))
         rgb.paste(rgba, mask=rgba.getchannel("A"))
         return rgb
-    if img.mode == "I;16" or img.mode.startswith("I"):
-        return img.point(lambda v: v / 256).convert("L").convert("RGB")
     return img.convert("RGB")
+
+
+def _sample_type(img: Image.Image) -> tuple[int, bool]:
+    """``(bits, signed)`` of a one-channel image of more than 8 bits (Pillow's modes ``I``,
+    ``I;16...`` and ``F``): as its TIFF tags say (BitsPerSample, SampleFormat), else as its
+    mode says (``I;16S``: 16 signed), else the fewest of 16 or 32 bits that hold its values."""
+    tags = getattr(img, "tag_v2", {})
+    bits = tags.get(258, (None,))[0] if tags.get(258) else None
+    if bits is None:
+        if img.mode == "I":
+            bits = 16 if img.getextrema()[1] < 1 << 16 else 32
+        else:
+            bits = 32 if img.mode in ("F", "I;32") else 16
+    signed = tags.get(339, (1,))[0] == 2 if tags.get(339) else img.mode.endswith("S")
+    return bits, signed
+
+
+def _deep_to_gray(img: Image.Image, bits: int, signed: bool) -> Image.Image:
+    """A channel of more than 8 bits as 8-bit gray, its real range spread over 0-255.
+
+    Integers by their sample type: unsigned 0 to 2**bits - 1, signed 0 to the largest
+    positive value (negative values are black), so 16-bit ``v`` is ``v // 256`` as before.
+    Floats (mode ``F``) are 0-1, the range float images are written in, unless their
+    values leave it (HDR, measurements): then from their lowest to their highest value;
+    NaN is black.
+    """
+    import numpy as np
+
+    values = np.asarray(img)
+    if img.mode == "F":
+        finite = values[np.isfinite(values)]
+        low, high = 0.0, 1.0
+        if finite.size and (finite.min() < 0 or finite.max() > 1):
+            low, high = float(finite.min()), float(finite.max())
+        values = np.nan_to_num(values.astype(np.float64), nan=low, posinf=high, neginf=low)
+        share = (values - low) / (high - low or 1.0)
+    else:
+        if not signed and values.dtype == np.int32:  # Pillow keeps uint32 in int32
+            values = values.view(np.uint32)
+        share = values.astype(np.float64) / 2.0 ** (bits - signed)
+    return Image.fromarray(np.clip(share * 256, 0, 255).astype(np.uint8), "L")
 
 
 def is_reduced(image: Image.Image) -> bool:
