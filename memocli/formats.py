@@ -156,8 +156,15 @@ def load_raw(path: str | os.PathLike, min_side: int | None = None) -> Image.Imag
             pixels = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
             return Image.fromarray(pixels).convert("RGB")  # postprocess applies the flip
     except rawpy.LibRawError as e:
-        reason = str(e).strip() or type(e).__name__
-        raise OSError(f"not a camera RAW file libraw can read ({reason})") from None
+        raise OSError(f"not a camera RAW file libraw can read ({libraw_reason(e)})") from None
+
+
+def libraw_reason(error: Exception) -> str:
+    """libraw's message as text: rawpy passes it as bytes (``b'Input/output error'``)."""
+    message = error.args[0] if error.args else ""
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    return str(message).strip() or type(error).__name__
 
 
 def raw_size(path: str | os.PathLike) -> tuple[int, int] | None:

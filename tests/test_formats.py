@@ -101,8 +101,8 @@ def test_a_mixed_folder_scores_every_photo_once(tmp_path, tiny_checkpoint):
     assert rows["IMG_0001.HEIC"]["camera"] == "Apple iPhone 15"
     assert (rows["IMG_0001.HEIC"]["width"], rows["IMG_0001.HEIC"]["height"]) == (48, 64)
     assert rows["DSC_0002.dng"]["date_taken"] == "2023-01-02T03:04:05"
-    assert "bad.nef: cannot decode image: not a camera RAW file libraw can read" in \
-        result.stderr
+    assert "bad.nef: cannot decode image: not a camera RAW file libraw can read " \
+        "(Input/output error)\n" in result.stderr  # libraw's reason as text, not b'...'
     assert ("4 photo(s): 0 from the cache, 4 scored now" in result.stderr
             and "; 1 RAW file ranked as its JPEG; not photos: 1 memo output, 1 sidecar, "
                 "1 video\n" in result.stderr)
