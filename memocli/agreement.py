@@ -12,6 +12,7 @@ photos of the run and the user's rating where there is one:
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 from collections.abc import Sequence
@@ -57,7 +58,7 @@ def agreement(group: str, ranked: Sequence[Ranked], stars: dict[str, int],
     rho = None
     if len(rated) >= 2:
         value = spearman([r.item.raw_score for r in rated], [stars[r.item.path] for r in rated])
-        rho = None if value != value else round(value, 4)  # nan: all stars (or scores) equal
+        rho = None if math.isnan(value) else round(value, 4)  # nan: all stars (or scores) alike
     levels = {"rejected": rejected} | {
         str(n): [r for r in rated if stars[r.item.path] == n] for n in range(1, 6)}
     medians = {name: round(statistics.median(r.percentile for r in members), 2)

@@ -171,10 +171,10 @@ class _Writer:
             self.one(target, lambda t=target: update_sidecar(t, change, plan.dry_run))
         if plan.embed and can_embed(path):
             scored_hash = scored.content_hash if scored else None
-            if self.one(path, lambda: update_embedded(path, inside or change, plan.embed,
-                                                      plan.dry_run, scored_hash)):
-                if scored is not None and not plan.dry_run:
-                    self.summary.embedded.append(scored)
+            changed = self.one(path, lambda: update_embedded(
+                path, inside or change, plan.embed, plan.dry_run, scored_hash))
+            if changed and scored is not None and not plan.dry_run:
+                self.summary.embedded.append(scored)
 
     def one(self, target: str, update: Callable[[], list[str]]) -> bool:
         """Run one sidecar's or file's update; True when it changed something."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import invoke, write_photo
+from photo_formats import write_heic
 from xmp_samples import (
     darktable_sidecar,
     exiftool_tags,
@@ -18,8 +19,6 @@ from xmp_samples import (
     needs_exiftool,
     needs_exiv2,
 )
-
-from photo_formats import write_heic
 
 from memocli.xmp_packet import Packet
 

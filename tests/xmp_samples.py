@@ -91,7 +91,8 @@ def exiftool_tags(path: Path, *tags: str) -> dict:
 
 def exiv2_xmp(path: Path) -> dict[str, str]:
     """exiv2's reading of the XMP of ``path``: ``{'Xmp.xmp.Rating': '3', ...}``."""
-    out = subprocess.run(["exiv2", "-px", str(path)], capture_output=True, text=True).stdout
+    out = subprocess.run(["exiv2", "-px", str(path)], capture_output=True, text=True,
+                         check=False).stdout  # non-zero exit when a file has no XMP
     found = {}
     for line in out.splitlines():
         parts = line.split(None, 3)
