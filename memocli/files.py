@@ -128,8 +128,9 @@ def _folder_problem(folder: Path) -> str | None:
 
 def check_output_file(path: str | os.PathLike) -> None:
     """Refuse, before any work, an output file memo could not write; the one policy of
-    every output file (export, report): missing folders are created, a symlink is written
-    through to its target, a device or FIFO is written in place.
+    every output file (export, report, evaluate --csv, lr-find --plot), written with
+    :func:`atomic_write`: missing folders are created, a symlink is written through to its
+    target, a device or FIFO is written in place.
 
     Raises:
         MemoError: ``path`` is a folder, or its folder cannot be created or written in.
