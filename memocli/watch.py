@@ -4,7 +4,9 @@ watchdog (inotify on Linux, FSEvents on macOS, ReadDirectoryChangesW on Windows)
 which files are created, changed or moved in; a folder created or moved in is walked, as
 its files may land before its own watch does. A file is ready once its size and
 modification time have stayed the same for ``settle`` seconds, each file on its own clock,
-so a copy that never finishes holds up nothing else; a file that vanishes is forgotten.
+so a copy that never finishes holds up nothing else; a file that vanishes is forgotten,
+and one whose size and time are those it was handed over with (opened, touched) is not
+handed over again.
 Ready files are handed over in batches: when nothing else is on its way, when a batch is
 full, or when the oldest has waited ``settle`` more seconds.
 """
@@ -36,6 +38,7 @@ class ArrivalQueue:
         self.include_hidden = include_hidden
         self._pending: dict[str, _Pending] = {}
         self._ready: list[tuple[str, float]] = []
+        self._handed: dict[str, tuple[int, int]] = {}  # path -> (size, mtime_ns) handed over
         self._lock = threading.Lock()
 
     def wants(self, path: str) -> bool:
@@ -78,7 +81,9 @@ class ArrivalQueue:
                     self._pending[path] = _Pending(key, now)
                 elif st.st_size and now - entry.since >= self.settle:
                     del self._pending[path]
-                    self._ready.append((path, now))
+                    if self._handed.get(path) != key:  # not just touched since handed over
+                        self._handed[path] = key
+                        self._ready.append((path, now))
             if not self._ready:
                 return []
             oldest = self._ready[0][1]

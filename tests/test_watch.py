@@ -127,3 +127,20 @@ def test_photos_arriving_every_way_are_each_scored_once(tmp_path, tiny_checkpoin
     for path in expected:
         assert exiv2_xmp(f"{path}.xmp")["Xmp.memo.Rating"]
     assert not (inbox / "gone").exists() and not (inbox / "tmpname").exists()
+
+
+def test_a_file_is_handed_over_once_per_version(tmp_path):
+    from memocli.watch import ArrivalQueue
+
+    photo = write_photo(tmp_path / "a.jpg")
+    queue = ArrivalQueue(settle=0.5)
+    queue.add(str(photo))
+    assert queue.take(now=100.0) == []  # first seen: its clock starts
+    assert queue.take(now=100.6) == [str(photo)]
+    queue.add(str(photo))  # an event without a change (opened, metadata read)
+    queue.take(now=101.0)
+    assert queue.take(now=102.0) == [] and queue.waiting() == 0
+    write_photo(photo, color=(9, 9, 9), size=(50, 40))  # a new version
+    queue.add(str(photo))
+    queue.take(now=103.0)
+    assert queue.take(now=104.0) == [str(photo)]
