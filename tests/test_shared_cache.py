@@ -168,3 +168,41 @@ def test_a_sidecar_names_the_variant_its_score_came_from(tmp_path, tiny_checkpoi
     invoke(["xmp", str(lib), "-w", str(tiny_checkpoint), "--cache", str(db), "-s"])
     properties = Packet.parse((lib / "a.jpg.xmp").read_bytes()).properties()
     assert bf16["a.jpg"]["model_id"] in properties.values()
+
+
+def test_a_remembered_id_of_another_variant_is_corrected_not_an_error(
+        tmp_path, tiny_checkpoint, monkeypatch):
+    """Should a machine's facts ever miss what decides its setup, the id remembered for it
+    may be another variant's: the run then scores under its own id and remembers that."""
+    lib, db = tmp_path / "lib", tmp_path / "c.db"
+    write_photo(lib / "a.jpg")
+    machine(monkeypatch, False)
+    first, _ = score(lib, tiny_checkpoint, db)
+    own = first["a.jpg"]["model_id"]
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE checkpoints SET model = ?", [own.replace("-fp32", "-fp16-cuda")])
+    write_photo(lib / "b.jpg", color=(10, 200, 30))
+    rows, summary = score(lib, tiny_checkpoint, db)
+    assert f"1 scored now (model {own})" in summary and rows["b.jpg"]["model_id"] == own
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT DISTINCT model FROM checkpoints").fetchall() == [(own,)]
+
+
+def test_other_weights_behind_an_unchanged_stat_are_refused(tmp_path, monkeypatch):
+    """A checkpoint replaced by other weights with the same size and modification time:
+    the id remembered for it is another family's, and the run stops instead of storing
+    the new weights' scores under the old weights' id."""
+    from conftest import tiny_checkpoint_at
+
+    lib, db, ckpt = tmp_path / "lib", tmp_path / "c.db", tmp_path / "m.pt"
+    write_photo(lib / "a.jpg")
+    tiny_checkpoint_at(ckpt, seed=1)
+    score(lib, ckpt, db)
+    st = ckpt.stat()
+    tiny_checkpoint_at(tmp_path / "other.pt", seed=2).replace(ckpt)
+    assert ckpt.stat().st_size == st.st_size
+    os.utime(ckpt, ns=(st.st_atime_ns, st.st_mtime_ns))
+    write_photo(lib / "b.jpg", color=(10, 200, 30))
+    result = invoke(["score", str(lib), "-w", str(ckpt), "--cache", str(db), "--workers", "0"],
+                    code=1)
+    assert "checkpoint changed while memo was reading it" in result.output
