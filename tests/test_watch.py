@@ -51,7 +51,7 @@ class Watcher:
         return code
 
 
-def slow_copy(source, target, pieces=5, pause=0.3):
+def slow_copy(source, target, pieces=5, pause=0.2):
     """Copy ``source`` a piece at a time, as a card reader or a sync would."""
     data = source.read_bytes()
     step = len(data) // pieces + 1
@@ -82,7 +82,7 @@ def test_photos_arriving_every_way_are_each_scored_once(tmp_path, tiny_checkpoin
               for i in range(10)]
     inbox.mkdir()
     shutil.copy(photos[0], inbox / "old.jpg")
-    watcher = Watcher([str(inbox), "-w", str(tiny_checkpoint), "--settle", "0.5", "--xmp",
+    watcher = Watcher([str(inbox), "-w", str(tiny_checkpoint), "--settle", "1.5", "--xmp",
                        "--stars"])
     never_done = inbox / "never_done.jpg"
     stop_growing = threading.Event()
