@@ -1,0 +1,111 @@
+"""``memo fit-mixer``: the small fit that follows training on several sources."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import MemoError
+from .options import (
+    batch_options,
+    device_option,
+    echo_err,
+    silent_option,
+)
+
+
+def _spec(ctx, param, value):
+    """A ``DIR[:SPLIT]`` option as a SourceSpec (a malformed one is a usage error)."""
+    from ..sources import SourceSpec
+
+    try:
+        spec = SourceSpec.parse(value)
+    except MemoError as e:
+        raise click.BadParameter(str(e)) from None
+    if not Path(spec.data).exists():
+        raise click.BadParameter(f"{spec.data}: no such folder or file")
+    return spec
+
+
+def _new_file(out: str, force: bool) -> Path:
+    """``--out``, refused when it exists (unless ``--force``) or cannot be written."""
+    from ..files import check_output_file
+
+    path = Path(out)
+    if path.exists() and not force:
+        raise click.UsageError(f"{out} exists; choose another --out, or --force to replace it")
+    check_output_file(path)
+    return path
+
+
+@click.command("fit-mixer")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--scene", required=True, metavar="DIR[:SPLIT]", callback=_spec,
+              help="The first head's source (read as memo train --data reads it): its "
+                   "training photos teach the gate, its validation photos set the scene "
+                   "domain's scale.")
+@click.option("--other", required=True, metavar="DIR[:SPLIT]", callback=_spec,
+              help="The other heads' source, the same way for the other domain.")
+@click.option("--fold", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Which fold of the sources (use the one the model was trained on).")
+@click.option("--val-frac", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.2, show_default=True,
+              help="Held-out share of a one-file source, as memo train --val-frac.")
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+              help="The other heads' share in the scene domain.")
+@click.option("--beta", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="The first head's share in the other domain.")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+              help="The checkpoint to write (the input's weights with the fitted mixer).")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@click.option("--feature-cache", type=click.Path(file_okay=False, path_type=Path),
+              metavar="DIR", help="Keep the backbone's features in DIR (shared with memo "
+                                  "train --feature-cache).")
+@click.option("--json", "as_json", is_flag=True, help="Print what the fit saw as JSON.")
+@batch_options()
+@device_option
+@silent_option
+def fit_mixer(checkpoint, scene, other, fold, val_frac, alpha, beta, out, force, feature_cache,
+              as_json, batch_size, workers, device, silent):
+    """Fit the gate and blends of a model trained on two sources (memo train --data A
+    --data B): one score per photo, on the scene source's scale for photos like it and on
+    the other source's scale for the rest. The backbone and heads stay as they are.
+
+    \b
+    Example:
+      memo train --data lnsim/ --data pool/:teacher --out runs/two ...
+      memo fit-mixer runs/two/best.pt --scene lnsim/ --other pool/:teacher --out mixed.pt
+    """
+    from ..checkpoint import load_checkpoint, save_checkpoint
+    from ..device import pick_device
+    from ..features import FeatureBank
+    from ..mixer_fit import MixerRecipe, fit_mixer as fit
+    from ..sources import load_source_splits
+
+    out_path = _new_file(out, force)
+    scene_splits = load_source_splits(scene, fold, val_frac)
+    other_splits = load_source_splits(other, fold, val_frac)
+    dev = pick_device(device)
+    loaded = load_checkpoint(checkpoint, device=dev)
+    bank = FeatureBank(loaded.model, dev, batch_size, workers, silent, store=feature_cache)
+    recipe = MixerRecipe(alpha=alpha, beta=beta)
+    model, report = fit(loaded.model, scene_splits, other_splits, bank, recipe)
+    meta = {k: v for k, v in loaded.meta.items()
+            if k not in ("format", "format_version", "arch", "cfg", "memo_version")}
+    meta["training"] = {**meta.get("training", {}), "mixer": {
+        "fitted_by": "memo fit-mixer", "alpha": alpha, "beta": beta, "l2": recipe.l2,
+        "fold": fold, "scene": scene_splits.describe(), "other": other_splits.describe()}}
+    meta["metrics"] = {**meta.get("metrics", {}), "mixer": report}
+    save_checkpoint(out_path, model, **meta)
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        for domain, r in report.items():
+            click.echo(f"{domain}: gate {r['gate_mean_val']:.2f} on its val photos  "
+                       f"val rho {r['val_rho']:.4f}  mse {r['val_mse']:.4f}  n {r['val_n']}")
+    echo_err(f"wrote {out_path}")
+
+
+COMMANDS = [fit_mixer]
