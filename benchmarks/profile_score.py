@@ -52,7 +52,8 @@ from memocli.engines import openvino_installed
 from memocli.exif import read_image_meta
 from memocli.files import default_weights_path, hash_file
 from memocli.model import STAGES
-from memocli.predictor import Predictor, embedding
+from memocli.predictor import Predictor
+from memocli.results import embedding
 from memocli.score import HASH_BATCH
 
 HERE = Path(__file__).resolve().parent
@@ -162,16 +163,18 @@ def profile_model(predictor: Predictor, batches: list[torch.Tensor]
                   ) -> tuple[dict[str, float], float, list[float], list[bytes]]:
     """Per-stage (torch only) and head ms per photo of ``predictor``, its whole-pass ms per
     photo, and its scores and feature vectors."""
-    if predictor.engine == "openvino":
-        rows = {}
-        whole, pooled = time_network(predictor.openvino_backbone(), batches)
-    else:
-        rows = time_stages(stages(predictor), batches)
-        whole, pooled = time_network(predictor_engine(predictor), batches)
+    if predictor.engine == "openvino":  # the whole model, heads included, in one pass
+        network = predictor.openvino_network()
+        whole, outputs = time_network(lambda x: network(x.numpy()), batches)
+        scores = [s for batch, _ in outputs for s in batch.tolist()]
+        features = [v for _, last in outputs for v in embedding(last)]
+        return {"head": math.nan}, whole, scores, features
+    rows = time_stages(stages(predictor), batches)
+    whole, pooled = time_network(predictor_engine(predictor), batches)
     rows["head"], raw = time_each(lambda p: predictor.model.head(p).float(), pooled,
                                   photos_in(batches))
     scores = [s for batch in raw for s in batch.tolist()]
-    features = [v for p in pooled for v in embedding(p[-1])]
+    features = [v for p in pooled for v in embedding(p[-1].numpy())]
     return rows, whole, scores, features
 
 

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .decode import load_image, try_decode
+from .results import CPU_BATCH_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,8 @@ def collate(batch) -> Batch:
 
 
 def default_batch_size(device: torch.device) -> int:
-    """Images per batch: 16 on a CPU (faster there than 32: ``docs/performance.md``), else 64."""
-    return 16 if device.type == "cpu" else 64
+    """Images per batch: :data:`~memocli.results.CPU_BATCH_SIZE` on a CPU, else 64."""
+    return CPU_BATCH_SIZE if device.type == "cpu" else 64
 
 
 def default_workers(n_files: int, batch_size: int) -> int:

@@ -13,9 +13,7 @@ from torchvision.models import resnet
 from torchvision.models.resnet import Bottleneck, ResNet
 
 from .errors import MemoError
-from .registry import DEFAULT_MODEL, ModelConfig, get_config
-
-STAGES = ("layer1", "layer2", "layer3", "layer4")
+from .registry import DEFAULT_MODEL, STAGES, ModelConfig, get_config
 
 
 def build_backbone(cfg: ModelConfig) -> ResNet:
@@ -228,6 +226,26 @@ class StageSlice(nn.Module):
             x = self.vnet.stem(x)
         x, pooled = self.vnet.run_stages(x, self.first, self.last)
         return (*pooled,) if self.last == len(STAGES) else (x, *pooled)
+
+
+class WholeVNet(nn.Module):
+    """A V-Net as one module for an inference engine to convert: its score, the output of
+    every stage but the last, and every block's pooled vector (``[B]``, ``[B, C, H, W]``
+    each, then ``[B, C_i]`` each), so that the converted network can be cut where the
+    precision policy changes dtype (:mod:`memocli.ov_network`)."""
+
+    def __init__(self, vnet: VNet):
+        super().__init__()
+        self.vnet = vnet
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = self.vnet.stem(x)
+        pooled, stage_outputs = [], []
+        for stage in range(len(STAGES)):
+            x, part = self.vnet.run_stages(x, stage, stage + 1)
+            pooled += part
+            stage_outputs.append(x)
+        return (self.vnet.head(pooled), *stage_outputs[:-1], *pooled)
 
 
 _HEAD_KEYS = ("projections.", "lstm.", "regressor.", "h0", "c0")

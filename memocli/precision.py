@@ -108,7 +108,7 @@ class Precision:
     def segments(self, first: int = 0, last: int | None = None) -> list[Segment]:
         """Stages ``first``..``last - 1`` (default: to the end) as runs of one dtype each,
         in order: what an engine compiles as one network per segment."""
-        from .model import STAGES
+        from .registry import STAGES  # not .model: the torch-free scorer asks too
 
         last = len(STAGES) if last is None else last
         if first == last == 0:

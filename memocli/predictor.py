@@ -14,10 +14,8 @@ An ensemble or multi-head checkpoint is one V-Net, so it is one Predictor.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,35 +25,17 @@ from PIL import Image
 from .data import eval_transform
 from .decode import load_image
 from .device import pick_device
-from .engines import OpenVINOBackbone, engine_cache_dir, openvino_version, pick_engine
+from .engines import compiled_vnet, engine_cache_dir, openvino_version, pick_engine
 from .errors import MemoError
-from .files import printable
 from .inference import default_batch_size, image_batches
 from .machine import describe_cpu
 from .model import VNet
 from .model_id import Variant, model_id
+from .ov_network import CompiledVNet
 from .precision import Precision, compute_dtype
+from .results import BatchResult, embedding, refuse_non_finite
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class BatchResult:
-    """Scores and features for the decodable files of one batch; why the others failed.
-
-    ``features[i]`` is :func:`embedding` of ``indices[i]``'s last backbone block.
-    """
-
-    indices: list[int] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-    failures: list[tuple[int, str]] = field(default_factory=list)
-    features: list[bytes] = field(default_factory=list)
-
-
-def embedding(pooled: torch.Tensor) -> list[bytes]:
-    """L2-normalised pooled features ``[B, C]`` as little-endian float16 bytes, one per row."""
-    unit = torch.nn.functional.normalize(pooled.float(), dim=1)
-    return [row.tobytes() for row in unit.cpu().numpy().astype("<f2")]
 
 
 class Predictor:
@@ -68,16 +48,19 @@ class Predictor:
     wraps a model already in memory (``checkpoint_id`` then names it; default: its
     architecture). The module is put in eval mode, on ``device``, channels-last where that
     is faster (CPU, CUDA; MPS's support is patchy). An OpenVINO backbone is built on the
-    first forward pass (Grad-CAM, which needs gradients, always uses :attr:`model`).
+    first forward pass (Grad-CAM, which needs gradients, always uses :attr:`model`), and
+    kept under ``engines/`` unless ``keep_engines`` is False (``--no-cache``).
     """
 
     def __init__(self, model: VNet, device: torch.device | str = "cpu", precision: str = "auto",
                  *, checkpoint_id: str | None = None, meta: dict[str, Any] | None = None,
-                 origin: str | os.PathLike | None = None, engine: str = "torch"):
+                 origin: str | os.PathLike | None = None, engine: str = "torch",
+                 keep_engines: bool = True):
         self.device = torch.device(device)
         self.precision = Precision.scoring(compute_dtype(precision, self.device.type))
         self.engine = pick_engine(engine, self.device, self.dtype_name)
-        self._openvino: OpenVINOBackbone | None = None
+        self._openvino: CompiledVNet | None = None
+        self.keep_engines = keep_engines
         self.memory_format = (torch.channels_last if self.device.type in ("cpu", "cuda")
                               else torch.contiguous_format)
         self.model = model.to(self.device, memory_format=self.memory_format).eval()
@@ -88,14 +71,15 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: torch.device | str = "auto",
-                        precision: str = "auto", engine: str = "auto") -> Predictor:
+                        precision: str = "auto", engine: str = "auto",
+                        keep_engines: bool = True) -> Predictor:
         """Load a memo checkpoint (``device``: ``auto`` or a name, see :func:`pick_device`)."""
         from . import checkpoint  # looked up on use: tests may stand in for load_checkpoint
 
         dev = device if isinstance(device, torch.device) else pick_device(device)
         loaded = checkpoint.load_checkpoint(path, device=dev)
         return cls(loaded.model, dev, precision, checkpoint_id=loaded.checkpoint_id,
-                   meta=loaded.meta, origin=path, engine=engine)
+                   meta=loaded.meta, origin=path, engine=engine, keep_engines=keep_engines)
 
     @classmethod
     def of(cls, source: Predictor | Any) -> Predictor:
@@ -112,7 +96,8 @@ class Predictor:
         """The same module (shared, not copied) scoring in another precision (and engine;
         None: this one's)."""
         return Predictor(self.model, self.device, precision, checkpoint_id=self.checkpoint_id,
-                         meta=self.meta, origin=self.origin, engine=engine or self.engine)
+                         meta=self.meta, origin=self.origin, engine=engine or self.engine,
+                         keep_engines=self.keep_engines)
 
     @property
     def cfg(self):
@@ -151,30 +136,29 @@ class Predictor:
 
     # --- the forward pass -----------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Scores ``[B]`` (float32) and pooled block features of a batch on the device,
-        each part computed in the dtype :attr:`precision` gives it (the OpenVINO engine
-        compiles the same split)."""
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores ``[B]`` (float32) and the last block's pooled features ``[B, C]`` of a
+        batch on the device, each part computed in the dtype :attr:`precision` gives it
+        (the OpenVINO engine compiles the same split: :mod:`memocli.ov_network`)."""
         if self.engine == "openvino":
-            pooled = self.openvino_backbone()(x)
-        else:
-            _, pooled = self.precision.run_backbone(self.model, x, self.device.type)
-        return self.precision.run_heads(self.model, pooled, self.device.type), pooled
+            scores, last = self.openvino_network()(x.numpy())
+            return torch.from_numpy(scores), torch.from_numpy(last)
+        _, pooled = self.precision.run_backbone(self.model, x, self.device.type)
+        return self.precision.run_heads(self.model, pooled, self.device.type), pooled[-1]
 
-    def openvino_backbone(self) -> OpenVINOBackbone:
-        """The backbone compiled by OpenVINO (converted once per machine, then read back;
+    def openvino_network(self) -> CompiledVNet:
+        """The model compiled by OpenVINO (converted once per machine, then read back;
         a model in memory without a checkpoint id, whose weights have no name to be filed
-        under, is converted in memory every time).
+        under, or one that must leave nothing on disk, is converted in memory every time).
 
         Raises:
             MemoError: OpenVINO cannot convert or compile this model.
         """
         if self._openvino is None:
             try:
-                named = self.checkpoint_id != self.cfg.name
-                self._openvino = OpenVINOBackbone(self.model, self.precision,
-                                                  self.checkpoint_id,
-                                                  engine_cache_dir() if named else None)
+                named = self.checkpoint_id != self.cfg.name and self.keep_engines
+                self._openvino = compiled_vnet(self.model, self.precision, self.checkpoint_id,
+                                               engine_cache_dir() if named else None)
             except (RuntimeError, ImportError) as e:  # OpenVINO's errors are RuntimeErrors
                 reason = " ".join(str(e).split())[:300] or type(e).__name__  # one line
                 raise MemoError(f"checkpoint {self.origin or self.checkpoint_id}: OpenVINO "
@@ -182,7 +166,7 @@ class Predictor:
         return self._openvino
 
     @torch.inference_mode()
-    def predict(self, batch: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def predict(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`forward` on a batch of network inputs from anywhere (moved to the device)."""
         layout = torch.contiguous_format if self.engine == "openvino" else self.memory_format
         return self.forward(batch.to(self.device, non_blocking=True).contiguous(
@@ -196,7 +180,7 @@ class Predictor:
         a file that cannot be decoded comes back as a failure and the rest are scored.
 
         Raises:
-            MemoError: the model gave a NaN or infinite score (:meth:`refuse_non_finite`).
+            MemoError: the model gave a NaN or infinite score (:func:`memocli.results.refuse_non_finite`).
         """
         batch_size = batch_size or default_batch_size(self.device)
         log.info("model on %s in %s with %s, batches of %d, %s decoding process(es), "
@@ -210,10 +194,10 @@ class Predictor:
                 workers, pin_memory=self.device.type == "cuda"):
             result = BatchResult(failures=failures)
             if tensors is not None:
-                scores, pooled = self.predict(tensors)  # one pass for both
+                scores, last = self.predict(tensors)  # one pass for both
                 result.indices, result.scores = indices, scores.cpu().tolist()
-                result.features = embedding(pooled[-1])
-                self.refuse_non_finite(result, paths)
+                result.features = embedding(last.cpu().numpy())
+                refuse_non_finite(result, paths, self.origin or self.checkpoint_id)
             yield result
 
     def engine_text(self) -> str:
@@ -221,16 +205,6 @@ class Predictor:
         if self.engine == "openvino":
             return f"OpenVINO {openvino_version()}"
         return f"torch {torch.__version__}"
-
-    def refuse_non_finite(self, result: BatchResult, paths: Sequence[str | os.PathLike]) -> None:
-        """Raise when a score is NaN or infinite: the checkpoint is broken, and such a score
-        must never be cached or ranked (the batch is refused whole)."""
-        for index, score in zip(result.indices, result.scores, strict=True):
-            if not math.isfinite(score):
-                raise MemoError(
-                    f"checkpoint {self.origin or self.checkpoint_id}: its score for "
-                    f"{printable(paths[index])} is not finite (NaN or infinity); refused, "
-                    "nothing of it was saved")
 
 
 def iter_predictions(model: VNet, paths: Sequence[str | os.PathLike], device: torch.device,

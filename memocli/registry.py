@@ -17,6 +17,9 @@ from .errors import MemoError
 #: the unversioned ids (``name-digest``) before it existed.
 PREPROCESSING_VERSION = 2
 
+#: The ResNet stages of every V-Net backbone, in forward order (torchvision's names).
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -104,6 +104,7 @@ class ModelSource:
         self.device_name = device
         self.precision = precision
         self.engine = engine
+        self.keep_engines = cache is not None and cache.path is not None  # not --no-cache
         try:
             st = os.stat(self.path)
         except OSError as e:
@@ -113,16 +114,28 @@ class ModelSource:
                                      PREPROCESSING_VERSION, st.st_size, st.st_mtime_ns)
         self.model_id = cache.checkpoint_model(self.setup)
         self._predictor: Any = None
+        self._scorer: Any = None
         if self.model_id is None:
             self.load()
+
+    def scorer(self):
+        """What scores photos: the network converted for the remembered model id, when it
+        is on disk and intact (no torch: :mod:`memocli.ov_scorer`), else :meth:`load`'s
+        Predictor."""
+        if self._predictor is None and self._scorer is None and self.keep_engines:
+            from .ov_scorer import OpenVINOScorer
+
+            self._scorer = OpenVINOScorer.for_model(self.model_id, self.path)
+        return self._scorer or self.load()
 
     def load(self):
         """The :class:`~memocli.predictor.Predictor` (loaded once; imports torch)."""
         if self._predictor is None:
             from .predictor import Predictor
 
-            predictor = Predictor.from_checkpoint(self.path, self.device_name, self.precision,
-                                                  self.engine)
+            predictor = Predictor.from_checkpoint(
+                self.path, self.device_name, self.precision, self.engine,
+                keep_engines=self.keep_engines)
             remembered, self.model_id = self.model_id, predictor.model_id
             if self.cache is not None:
                 self.cache.remember_checkpoint(self.setup, self.model_id)
@@ -238,7 +251,7 @@ def _model_stage(cache: Cache, source: ModelSource, entries: list[_Entry],
             by_hash.setdefault(e.content_hash, []).append(e)
     if not by_hash:
         return 0, 0
-    predictor = source.load()
+    predictor = source.scorer()
     hashes = list(by_hash)
     paths = [Path(by_hash[h][0].found.path) for h in hashes]
     scored = scored_files = 0

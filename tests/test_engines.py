@@ -9,13 +9,14 @@ import os
 import subprocess
 import sys
 
+import numpy
 import pytest
 import torch
 from conftest import invoke, tiny_checkpoint_at
 
 from memocli import engines
 from memocli.checkpoint import load_checkpoint
-from memocli.engines import OpenVINOBackbone, engine_cache_dir, pick_engine
+from memocli.engines import compiled_vnet, engine_cache_dir, pick_engine
 from memocli.errors import MemoError
 from memocli.precision import Precision
 from memocli.predictor import Predictor
@@ -40,14 +41,11 @@ def inputs(model, n=5, seed=1):
 
 def test_openvino_float32_matches_torch(tiny):
     x = inputs(tiny.model)
-    torch_scores, torch_pooled = Predictor(tiny.model, CPU, "fp32").predict(x)
+    torch_scores, torch_last = Predictor(tiny.model, CPU, "fp32").predict(x)
     ov = Predictor(tiny.model, CPU, "fp32", engine="openvino", checkpoint_id="tiny")
-    ov_scores, ov_pooled = ov.predict(x)
+    ov_scores, ov_last = ov.predict(x)
     assert ov.engine == "openvino"
-    assert len(ov_pooled) == len(torch_pooled)
-    for a, b in zip(ov_pooled, torch_pooled, strict=True):
-        assert a.shape == b.shape
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ov_last, torch_last, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(ov_scores, torch_scores, rtol=1e-4, atol=1e-5)
 
 
@@ -91,27 +89,27 @@ def test_without_openvino_auto_falls_back_to_torch(monkeypatch):
 
 def test_converted_once_then_read_back(tiny, monkeypatch):
     model = tiny.model.eval()
-    x = inputs(model)
-    first = OpenVINOBackbone(model, FP32, "tiny-x", engine_cache_dir())(x)
-    saved = sorted(p.name for p in engine_cache_dir().iterdir())
-    assert len(saved) == 2 and saved[0].endswith(".bin") and saved[1].endswith(".xml")
+    x = inputs(model).numpy()
+    first = compiled_vnet(model, FP32, "tiny-x", engine_cache_dir())(x)
+    saved = sorted(p.suffix for p in engine_cache_dir().iterdir() if p.is_file())
+    assert saved == [".bin", ".json", ".xml"]
 
     ov = engines.import_openvino()
     monkeypatch.setattr(ov, "convert_model", lambda *a, **k: pytest.fail("converted again"))
-    again = OpenVINOBackbone(model, FP32, "tiny-x", engine_cache_dir())(x)
+    again = compiled_vnet(model, FP32, "tiny-x", engine_cache_dir())(x)
     for a, b in zip(first, again, strict=True):
-        torch.testing.assert_close(a, b)
+        numpy.testing.assert_array_equal(a, b)
 
 
 def test_a_damaged_converted_file_is_converted_again(tiny):
     model = tiny.model.eval()
-    x = inputs(model)
-    expected = OpenVINOBackbone(model, FP32, "tiny-x", engine_cache_dir())(x)
+    x = inputs(model).numpy()
+    expected = compiled_vnet(model, FP32, "tiny-x", engine_cache_dir())(x)
     xml = next(engine_cache_dir().glob("*.xml"))
     xml.write_text("<net", encoding="utf-8")
-    got = OpenVINOBackbone(model, FP32, "tiny-x", engine_cache_dir())(x)
+    got = compiled_vnet(model, FP32, "tiny-x", engine_cache_dir())(x)
     for a, b in zip(expected, got, strict=True):
-        torch.testing.assert_close(a, b)
+        numpy.testing.assert_array_equal(a, b)
     assert xml.read_text(encoding="utf-8").startswith("<?xml")  # replaced by a good one
 
 
@@ -119,8 +117,9 @@ def test_an_unwritable_cache_folder_costs_only_the_conversion(tiny, tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x", encoding="utf-8")
     model = tiny.model.eval()
-    pooled = OpenVINOBackbone(model, FP32, "tiny-x", blocker / "engines")(inputs(model))
-    assert len(pooled) == len(model.block_names)
+    scores, last = compiled_vnet(model, FP32, "tiny-x", blocker / "engines")(
+        inputs(model).numpy())
+    assert scores.shape == (5,) and last.shape == (5, model.block_channels[-1])
     assert blocker.read_text(encoding="utf-8") == "x"
 
 
@@ -209,13 +208,16 @@ def test_an_openvino_upgrade_replaces_the_old_converted_network(tiny):
     model = tiny.model.eval()
     folder = engine_cache_dir()
     folder.mkdir(parents=True)
-    stale = [folder / "tiny-x-stages04-ov2020.1.xml", folder / "tiny-x-stages04-ov2020.1.bin"]
-    other = folder / "other-stages04-ov2020.1.xml"  # another model's: kept
-    for f in (*stale, other):
+    stale = [folder / f"tiny-x-ov2020.1{s}" for s in (".xml", ".bin", ".json")]
+    newer = [folder / f"tiny-x-ov9999.1{s}" for s in (".xml", ".bin", ".json")]
+    other = folder / "other-ov2020.1.xml"  # another model's: kept
+    for f in (*stale, *newer, other):
         f.write_text("old", encoding="utf-8")
-    OpenVINOBackbone(model, FP32, "tiny-x", folder)(inputs(model))
+    compiled_vnet(model, FP32, "tiny-x", folder)
     assert not any(f.exists() for f in stale) and other.exists()
-    assert len(list(folder.glob("tiny-x-stages04-ov*.xml"))) == 1
+    # a newer OpenVINO's network, which another memo sharing the folder reads, is kept
+    assert all(f.exists() for f in newer)
+    assert len(list(folder.glob("tiny-x-ov*.xml"))) == 2
 
 
 def test_models_without_a_checkpoint_id_are_never_filed_under_one_name(tmp_path):
