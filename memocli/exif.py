@@ -1,6 +1,7 @@
 """What a photo's file says about it: upright width/height, date taken and camera (EXIF).
 
-Only headers are read (Pillow for the size, exifread for the EXIF tags), never the pixels.
+Headers are read (Pillow for the size, exifread for the EXIF tags), and, for a picture
+without a camera's name, a thumbnail of the pixels (:func:`memocli.kinds.kind_of`).
 Metadata is a nice-to-have: a file whose header cannot be parsed gets ``None`` fields here,
 and the decoder reports the real problem when the image is scored.
 """
@@ -17,6 +18,7 @@ from PIL import Image
 from . import photo_warnings
 from .cache import ImageMeta
 from .formats import is_raw, open_image, raw_size
+from .kinds import PHOTO, kind_of
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,7 @@ def read_image_meta(path: str | os.PathLike) -> ImageMeta:
 
 def _read_image_meta(path: str | os.PathLike) -> ImageMeta:
     width = height = orientation = None
+    kind = PHOTO  # RAW files, and files whose header cannot be read (the decoder reports them)
     try:
         with open(path, "rb") as f:
             try:
@@ -117,6 +120,7 @@ def _read_image_meta(path: str | os.PathLike) -> ImageMeta:
                     width, height = img.size
                     orientation = img.getexif().get(0x0112)  # what exif_transpose applies
                     tags = tags or _pillow_tags(img)
+                    kind = kind_of(img, width, height, _camera(tags))
             except Exception as e:  # noqa: BLE001 - decoders raise anything (memocli.decode)
                 log.debug("%s: no image header (%s: %s)", path, type(e).__name__, e)
     except OSError as e:
@@ -125,7 +129,11 @@ def _read_image_meta(path: str | os.PathLike) -> ImageMeta:
     taken_at = parse_exif_date(tags.get("EXIF DateTimeOriginal")
                                or tags.get("EXIF DateTimeDigitized")
                                or tags.get("Image DateTime"))
-    camera = camera_name(tags.get("Image Make"), tags.get("Image Model"))
     if isinstance(orientation, int) and orientation in _TRANSPOSED and width is not None:
         width, height = height, width
-    return ImageMeta(width=width, height=height, taken_at=taken_at, camera=camera)
+    return ImageMeta(width=width, height=height, taken_at=taken_at, camera=_camera(tags),
+                     kind=kind)
+
+
+def _camera(tags: dict) -> str | None:
+    return camera_name(tags.get("Image Make"), tags.get("Image Model"))

@@ -12,7 +12,7 @@ from .ranking import LEGEND_LINES, Ranked, shown_percentile
 
 #: Columns of ``memo export`` (CSV header, JSON keys), in order. Documented in docs/scoring.md.
 COLUMNS = ("rank", "path", "score", "percentile", "content_hash", "width", "height",
-           "date_taken", "camera", "model_id", "raw_score", "burst")
+           "date_taken", "camera", "model_id", "raw_score", "burst", "kind", "group")
 
 
 def to_row(r: Ranked, model_id: str) -> dict[str, Any]:
@@ -31,6 +31,8 @@ def to_row(r: Ranked, model_id: str) -> dict[str, Any]:
         "model_id": f.model_id or model_id,  # another variant's score: its own id
         "raw_score": round(f.raw_score, 6),
         "burst": r.burst,
+        "kind": f.meta.kind,
+        "group": r.group,
     }
 
 
@@ -72,11 +74,18 @@ _RIGHT = {"Rank", "Score", "Pct"}
 
 
 def _cells(ranked: Sequence[Ranked]) -> list[tuple[str, ...] | None]:
-    """Table cells per row; None marks a gap in the ranks (between --top and --bottom)."""
+    """Table cells per row; None marks ranks left out (between --top and --bottom, or
+    past a group's top), a row with only a path the start of a --group-by group. Rows in
+    another order (--diverse) have no gap marks."""
     rows: list[tuple[str, ...] | None] = []
-    previous = None
+    previous = group = None
+    in_rank_order = all(a.rank < b.rank for a, b in zip(ranked, ranked[1:])
+                        if a.group == b.group)
     for r in ranked:
-        if previous is not None and r.rank != previous + 1:
+        if r.group is not None and r.group != group:
+            rows.append(("", "", "", f"[{for_terminal(r.group)}]", "", ""))
+            group, previous = r.group, None
+        if previous is not None and r.rank > previous + 1 and in_rank_order:
             rows.append(None)
         previous = r.rank
         f = r.item

@@ -22,6 +22,7 @@ class Ranked:
     percentile: float
     item: ScoredFile
     burst: int | None = None  # rank of the best frame of its burst (memocli.bursts)
+    group: str | None = None  # its folder, day or kind under --group-by (memocli.selection)
 
 
 def rank(files: Sequence[ScoredFile]) -> list[Ranked]:

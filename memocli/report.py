@@ -166,11 +166,12 @@ def _card(r: Ranked, thumb: Thumb, size: int, position: int) -> str:
 
 
 def _groups(ranked: Sequence[Ranked]) -> list[list[int]]:
-    """Indices into ``ranked`` by burst, bursts in order of their best frame."""
+    """Indices into ``ranked`` by burst, bursts in the order their first frame comes (in
+    rank order, that of their best frame; with --diverse, the order of the picks)."""
     groups: dict[int, list[int]] = {}
     for i, r in enumerate(ranked):
         groups.setdefault(r.burst if r.burst is not None else r.rank, []).append(i)
-    return [groups[k] for k in sorted(groups)]
+    return list(groups.values())
 
 
 def render_html(ranked: Sequence[Ranked], thumbs: Sequence[Thumb], model_id: str,

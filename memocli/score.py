@@ -165,6 +165,11 @@ class _Entry:
     failed: bool = False
     model: str | None = None  # the model id whose score ``score`` is
 
+    @property
+    def undescribed(self) -> bool:
+        """No header facts yet, or none of its kind (a cache from before kinds)."""
+        return self.meta is None or self.meta.kind is None
+
 
 def _read_features(cache: Cache, entries: list[_Entry], source: ModelSource,
                    progress: Progress) -> None:
@@ -186,7 +191,7 @@ def _hash_stage(cache: Cache, entries: list[_Entry], todo: list[_Entry], source:
     from .exif import read_image_meta
 
     hashed = 0
-    need_meta_only = [e for e in entries if e.content_hash and e.meta is None]
+    need_meta_only = [e for e in entries if e.content_hash and e.undescribed]
     work = todo + need_meta_only
     with progress.stage(len(work), "hashing") as advance:
         for start in range(0, len(work), HASH_BATCH):
@@ -207,11 +212,11 @@ def _hash_stage(cache: Cache, entries: list[_Entry], todo: list[_Entry], source:
                 content = known.get(e.content_hash)
                 if content is not None:
                     e.score, e.meta, e.model = content.score, content.meta, content.model
-            describe = {e.content_hash: e for e in batch if not e.failed and e.meta is None}
+            describe = {e.content_hash: e for e in batch if not e.failed and e.undescribed}
             paths = [e.found.path for e in describe.values()]
             metas = dict(zip(describe, pool.map(read_image_meta, paths), strict=True))
             for e in batch:
-                if not e.failed and e.meta is None:
+                if not e.failed and e.undescribed:
                     e.meta = metas[e.content_hash]
             cache.record_files(
                 [(e.found.abspath, e.content_hash, e.found.size, e.found.mtime_ns) for e in ok],
@@ -364,7 +369,7 @@ def score_paths(
         else:
             todo.append(e)
     hashed = 0
-    if todo or any(e.meta is None for e in entries):
+    if todo or any(e.undescribed for e in entries):
         with ThreadPoolExecutor(_IO_THREADS) as pool:
             hashed = _hash_stage(cache, entries, todo, source, skips, progress, pool)
     if with_features:

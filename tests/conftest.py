@@ -28,6 +28,10 @@ def isolated_memo_home(tmp_path, monkeypatch):
     # (the suite takes 130 s instead of 180 s). tests/test_engines.py and
     # tests/test_fast_paths.py ask for OpenVINO explicitly.
     monkeypatch.setenv("MEMO_ENGINE", "torch")
+    # The suite's photos are small solid-colour pictures, which memo rightly calls icons
+    # or blank images: tests rank every kind unless they say otherwise
+    # (tests/test_kinds.py unsets it).
+    monkeypatch.setenv("MEMO_INCLUDE_ALL", "1")
     monkeypatch.delenv("MEMO_WEIGHTS", raising=False)
     monkeypatch.delenv("MEMO_MODEL", raising=False)
     return home

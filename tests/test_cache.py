@@ -28,7 +28,8 @@ def test_schema_is_the_documented_one(tmp_path):
         assert db.table("files").pks == ["path"]
         assert ["content_hash"] in [i.columns for i in db.table("files").indexes]
         assert db.table("images").columns_dict == {
-            "content_hash": str, "width": int, "height": int, "taken_at": str, "camera": str}
+            "content_hash": str, "width": int, "height": int, "taken_at": str, "camera": str,
+            "kind": str}
         assert db.table("images").pks == ["content_hash"]
         assert db.table("checkpoints").pks == ["path", "device", "precision", "engine",
                                                "preprocessing"]

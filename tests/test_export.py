@@ -13,7 +13,7 @@ from memocli.output import COLUMNS
 from memocli.predictor import Predictor
 
 DOCUMENTED = ["rank", "path", "score", "percentile", "content_hash", "width", "height",
-              "date_taken", "camera", "model_id", "raw_score", "burst"]
+              "date_taken", "camera", "model_id", "raw_score", "burst", "kind", "group"]
 
 
 def test_csv_has_the_documented_columns_and_one_row_per_image(tmp_path, make_photos,

@@ -62,7 +62,8 @@ def built(tmp_path_factory):
     write_photo(lib / "wide.png", color=(30, 90, 200), size=(600, 300))
     ckpt = tiny_checkpoint_at(root / "tiny.pt")
     common = ["-w", str(ckpt), "--cache", str(root / "c.db"), "--device", TEST_DEVICE,
-              "--workers", "0", "--burst-similarity", "0.97"]
+              "--workers", "0", "--burst-similarity", "0.97",
+              "--include-all"]  # module-scoped: conftest's MEMO_INCLUDE_ALL is not set yet
     out = root / "out" / "report.html"
     result = invoke(["report", str(lib), "--out", str(out), "--heatmaps", "2", *common])
     rows = json.loads(invoke(["export", str(lib), "-", "--format", "json", "-s", *common]

@@ -87,6 +87,12 @@ def m007_failures(db: sqlite_utils.Database) -> None:
     )
 
 
+def m008_image_kinds(db: sqlite_utils.Database) -> None:
+    """What kind of picture a content is (:mod:`memocli.kinds`); NULL until it is described
+    again (the next scan reads the header and a thumbnail once)."""
+    db.table("images").add_column("kind", str)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_scores_and_files,
     m002_images,
@@ -95,6 +101,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m005_checkpoint_setups,
     m006_checkpoint_engines,
     m007_failures,
+    m008_image_kinds,
 ]
 
 

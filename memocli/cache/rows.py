@@ -14,6 +14,8 @@ from dataclasses import astuple, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from ..kinds import KINDS
+
 #: Rows per ``IN (...)`` query, well under SQLite's variable limit.
 QUERY_CHUNK = 500
 
@@ -37,6 +39,7 @@ class ImageMeta:
     height: int | None = None
     taken_at: str | None = None
     camera: str | None = None
+    kind: str | None = None  # photo, icon, blank, screenshot, drawing (memocli.kinds)
 
 
 @dataclass(frozen=True)
@@ -121,11 +124,12 @@ def _date_or_none(value: Any) -> str | None:
     return value
 
 
-def stored_meta(width: Any, height: Any, taken_at: Any, camera: Any) -> ImageMeta:
+def stored_meta(width: Any, height: Any, taken_at: Any, camera: Any,
+                kind: Any = None) -> ImageMeta:
     """An ``images`` row as :class:`ImageMeta`; values of the wrong type, and dates that are
     no real date, read as unknown."""
     return ImageMeta(_int_or_none(width), _int_or_none(height), _date_or_none(taken_at),
-                     _text_or_none(camera))
+                     _text_or_none(camera), kind if kind in KINDS else None)
 
 
 def joined_meta(row: Sequence[Any], has_meta: bool) -> ImageMeta | None:

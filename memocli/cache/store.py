@@ -119,7 +119,7 @@ class Cache:
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
                 "SELECT f.path, f.size, f.mtime_ns, f.content_hash, s.score, "
-                "i.content_hash IS NOT NULL, i.width, i.height, i.taken_at, i.camera "
+                "i.content_hash IS NOT NULL, i.width, i.height, i.taken_at, i.camera, i.kind "
                 "FROM files f "
                 "LEFT JOIN scores s ON s.content_hash = f.content_hash AND s.model = ? "
                 "LEFT JOIN images i ON i.content_hash = f.content_hash "
@@ -156,7 +156,7 @@ class Cache:
                 if stored_score(score) is not None:
                     scores[content_hash] = model, stored_score(score)
             for row in self.db.execute(
-                f"SELECT content_hash, width, height, taken_at, camera FROM images "
+                f"SELECT content_hash, width, height, taken_at, camera, kind FROM images "
                 f"WHERE content_hash IN ({marks})", chunk,
             ).fetchall():
                 metas[row[0]] = stored_meta(*row[1:])
@@ -219,8 +219,9 @@ class Cache:
             if metas:
                 self.db.conn.executemany(
                     "INSERT OR REPLACE INTO images (content_hash, width, height, taken_at, "
-                    "camera) VALUES (?, ?, ?, ?, ?)",
-                    [(h, m.width, m.height, m.taken_at, m.camera) for h, m in metas.items()],
+                    "camera, kind) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(h, m.width, m.height, m.taken_at, m.camera, m.kind)
+                     for h, m in metas.items()],
                 )
 
     def record_scores(self, model: str, scores: Iterable[tuple[str, float]],

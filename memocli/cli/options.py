@@ -147,6 +147,10 @@ def scoring_options(f):
     f = click.option("--strict", is_flag=True,
                      help="Stop at the first file that cannot be scored (exit status 1); "
                           "by default such files are reported and skipped.")(f)
+    f = click.option("--include-all", is_flag=True, envvar="MEMO_INCLUDE_ALL",
+                     help="Also rank pictures that are not photos (icons, blank images, "
+                          "screenshots, drawings, documents); by default they are counted "
+                          "in the summary line and left out [env: MEMO_INCLUDE_ALL].")(f)
     f = click.option("--accept-known-failures", is_flag=True,
                      help="Exit status 0 when the only files not scored are ones that could "
                           "not be read in an earlier run (for scripts; new failures still "
@@ -181,14 +185,16 @@ def open_cache(cache_path: str | None, no_cache: bool):
 
 def run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_size, workers,
                 device, precision, engine, strict, retry_failed, accept_known_failures,
-                silent, with_features=False, source=None):
+                include_all, silent, with_features=False, source=None):
     """Score ``inputs`` with the :func:`scoring_options`; says how many came from the cache.
 
     The returned :class:`~memocli.score.ScoreReport`'s ``source`` loads the model once for
     whatever comes next (heatmaps), if scoring did not already; given back as ``source``,
-    it scores again without loading the model again. ``accept_known_failures`` is read by
-    :func:`finish`.
+    it scores again without loading the model again. Its ``files`` are the photos alone
+    unless ``include_all`` (:func:`memocli.kinds.split_photos`). ``accept_known_failures``
+    is read by :func:`finish`.
     """
+    from ..kinds import split_photos
     from ..score import score_paths
 
     with open_cache(cache_path, no_cache) as cache:
@@ -198,11 +204,29 @@ def run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_size
                              progress=progress_for_stderr(silent),
                              with_features=with_features, shard=shard, strict=strict,
                              retry_failed=retry_failed, source=source)
+    photos, set_aside = split_photos(report.files)
     if not silent:
         echo_err(f"{len(report.files)} photo(s): {report.from_cache} from the cache, "
                  f"{report.scored_files} scored now (model {report.model_id})"
+                 + _set_aside_text(set_aside, include_all)
                  + _passed_over_text(report.passed_over))
+    if not include_all:
+        report.files = photos
     return report
+
+
+def _set_aside_text(kinds: dict[str, int], include_all: bool) -> str:
+    """``'; 2 not photos set aside: 1 icon, 1 screenshot (--include-all ranks them)'``."""
+    from ..kinds import KIND_NOUNS
+
+    if not kinds:
+        return ""
+    n = sum(kinds.values())
+    listed = ", ".join(f"{count} {KIND_NOUNS[kind][count != 1]}"
+                       for kind, count in sorted(kinds.items()))
+    if include_all:
+        return f"; {n} not photo{'s' * (n != 1)}, ranked too: {listed}"
+    return f"; {n} not photo{'s' * (n != 1)} set aside: {listed} (--include-all ranks them)"
 
 
 def _passed_over_text(counts: dict[str, int]) -> str:
@@ -218,6 +242,30 @@ def _passed_over_text(counts: dict[str, int]) -> str:
     if others:
         text += "; not photos: " + ", ".join(others)
     return text
+
+
+def diverse_options(group_by: bool = True):
+    """``--diverse`` and ``--trade-off`` (and ``--group-by``): which photos to show beyond
+    the N best (:mod:`memocli.selection`)."""
+    from ..selection import DEFAULT_DIVERSE_LIMIT, DEFAULT_TRADE_OFF, GROUPINGS
+
+    def decorate(f):
+        if group_by:
+            f = click.option("--group-by", type=click.Choice(GROUPINGS), default=None,
+                             help="The best photos of each folder, day taken or kind "
+                                  "(with --include-all), group after group; --top N "
+                                  "is per group.")(f)
+        f = click.option("--trade-off", type=click.FloatRange(0, 1), default=DEFAULT_TRADE_OFF,
+                         show_default=True, metavar="X",
+                         help="With --diverse: weight of memorability against unlikeness "
+                              "(1: rank order; lower: more variety).")(f)
+        return click.option("--diverse", is_flag=True,
+                            help="Pick a varied top: each next photo is the most memorable "
+                                 "one that does not look like those already picked (maximal "
+                                 "marginal relevance on the model's features; the first "
+                                 f"--top N, else {DEFAULT_DIVERSE_LIMIT}, in that order).")(f)
+
+    return decorate
 
 
 def one_per_burst_option(f):

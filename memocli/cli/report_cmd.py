@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from .options import burst_options, echo_err, finish, run_scoring, scoring_options
+from .options import (
+    burst_options,
+    diverse_options,
+    echo_err,
+    finish,
+    run_scoring,
+    scoring_options,
+)
 from .progress import progress_for_stderr
 
 
@@ -21,9 +28,11 @@ from .progress import progress_for_stderr
               help="Grad-CAM overlays for the K most memorable photos, one per burst "
                    "(0: none).")
 @click.option("--title", help="Page title [default: memo report: PATH...].")
+@diverse_options(group_by=False)
 @burst_options
 @scoring_options
-def report(inputs, out, n_heatmaps, title, burst_seconds, burst_similarity, **scoring):
+def report(inputs, out, n_heatmaps, title, diverse, trade_off, burst_seconds,
+           burst_similarity, **scoring):
     """Write an HTML contact sheet of the photos, most memorable first.
 
     One self-contained file (thumbnails embedded, no network needed): a grid of the
@@ -37,15 +46,19 @@ def report(inputs, out, n_heatmaps, title, burst_seconds, burst_similarity, **sc
       memo report ~/Photos/2026-trip --out trip.html
       memo report samples/ --heatmaps 3 --out samples.html
       memo report ~/Photos --burst-seconds 10 --title "Summer 2026"
+      memo report ~/Photos --diverse --out varied.html
     """
     from ..bursts import rank_bursts
     from ..files import check_output_file, os_reason, printable
+    from .. import selection
     from ..report import grad_cams, make_thumbs, write_report
 
     check_output_file(out)  # said now, not after scoring
     result = run_scoring(inputs, **scoring, with_features=True)
     silent = scoring["silent"]
     ranked = rank_bursts(result.files, burst_seconds, burst_similarity)
+    if diverse:
+        ranked = selection.diverse(ranked, trade_off=trade_off)
     best = [r.item.path for r in ranked if r.burst == r.rank][:n_heatmaps]
     cams, failed = {}, 0
     if best:  # the model scoring loaded, or loaded now once

@@ -14,6 +14,7 @@ import click
 from ..escape import for_terminal
 from .options import (
     burst_options,
+    diverse_options,
     echo_err,
     finish,
     one_per_burst_option,
@@ -36,18 +37,22 @@ from .options import (
 @click.option("--explain", "explain_dir", type=click.Path(file_okay=False, path_type=Path),
               metavar="DIR", help="Also write Grad-CAM heatmaps of the listed photos into DIR "
                                   "(see memo explain).")
+@diverse_options()
 @one_per_burst_option
 @burst_options
 @scoring_options
-def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
-          burst_similarity, **scoring):
+def score(inputs, top, bottom, fmt, explain_dir, diverse, trade_off, group_by, one_per_burst,
+          burst_seconds, burst_similarity, **scoring):
     """Rank photos by predicted memorability.
 
     PATH... are image files and folders; folders are searched recursively for photos:
     jpg/jpeg/png/webp/tif/tiff/bmp/gif, HEIC/HEIF and camera RAW (dng/cr2/cr3/nef/arw/raf/
     orf/rw2; a RAW with a JPEG of the same name beside it is ranked once, as the JPEG).
     Videos, sidecars, system files and memo's own *.memo.jpg/png outputs are passed over
-    and counted in the summary line. Scores are cached by file content
+    and counted in the summary line; so are pictures that are not photos (icons, blank
+    images, screenshots, drawings, documents; --include-all ranks them). --diverse picks a
+    varied top N; --group-by shows the top of each folder, day or kind. Scores are cached
+    by file content
     and model, so a second run answers from the cache in seconds; only new or edited
     photos are scored. Score: the share of people expected to recognise the
     photo on a second viewing (0-1); outdoor scenes are on LNSIM's scale (average about
@@ -65,20 +70,25 @@ def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
       memo score ~/Photos --weights runs/f1/best.pt --device cuda
       memo score ~/Photos --top 20 --explain heatmaps/
       memo score ~/Photos --top 50 --one-per-burst
+      memo score ~/Photos --top 20 --diverse
+      memo score ~/Photos --top 3 --group-by folder
       memo score /archive --shard 3/16 --cache shard3.db
     """
     from ..bursts import rank_bursts
     from ..files import check_output_folder
     from ..output import print_table, write_csv, write_json
-    from ..ranking import rank, select
+    from ..ranking import rank
+    from ..selection import arrange
 
+    if bottom and (diverse or group_by):
+        raise click.UsageError("--bottom cannot be combined with --diverse or --group-by")
     if explain_dir is not None:
         check_output_folder(explain_dir)  # said now, not after scoring
     bursts = one_per_burst or fmt != "table"  # JSON and CSV rows have a burst column
-    report = run_scoring(inputs, **scoring, with_features=bursts)
+    report = run_scoring(inputs, **scoring, with_features=bursts or diverse)
     ranked = (rank_bursts(report.files, burst_seconds, burst_similarity, one_per_burst)
               if bursts else rank(report.files))
-    shown = select(ranked, top, bottom)
+    shown = arrange(ranked, top, bottom, diverse, trade_off, group_by)
     out = sys.stdout
     if fmt == "json":
         write_json(shown, report.model_id, out)
@@ -103,16 +113,19 @@ def score(inputs, top, bottom, fmt, explain_dir, one_per_burst, burst_seconds,
 @click.option("--format", "fmt", type=click.Choice(["csv", "json", "jsonl"]), default=None,
               help="Output format [default: from OUT's extension, .csv, .json or .jsonl; "
                    "csv for '-', a device or a FIFO].")
+@diverse_options()
 @one_per_burst_option
 @burst_options
 @scoring_options
-def export(inputs, out, fmt, one_per_burst, burst_seconds, burst_similarity, **scoring):
+def export(inputs, out, fmt, diverse, trade_off, group_by, one_per_burst, burst_seconds,
+           burst_similarity, **scoring):
     """Write the ranks of every photo under PATH... to OUT (CSV, JSON or JSON Lines).
 
     Photos without a cached score for the model are scored first. One row per photo,
     best first, with columns rank, path, score, percentile, content_hash, width, height,
     date_taken, camera, model_id, raw_score, burst (the rank of the best frame of the
-    photo's burst). OUT '-' is stdout. The format comes from OUT's
+    photo's burst), kind (photo, or with --include-all icon, blank, screenshot, drawing),
+    group (with --group-by). OUT '-' is stdout. The format comes from OUT's
     extension (.csv, .json, .jsonl); another extension needs --format. Missing folders
     are created. The file is replaced atomically, never left half-written; a symlink is
     written through to its target.
@@ -123,14 +136,17 @@ def export(inputs, out, fmt, one_per_burst, burst_seconds, burst_similarity, **s
       memo export ~/Photos ~/Trips ranks.json
       memo export ~/Photos - --format json | jq '.[0]'
       memo export ~/Photos ranks.jsonl --one-per-burst
+      memo export ~/Photos ranks.csv --group-by day
     """
     from ..bursts import rank_bursts
     from ..files import os_reason
     from ..output import WRITERS, write_file
+    from ..selection import arrange
 
     fmt = _export_format(inputs, out, fmt)
     report = run_scoring(inputs, **scoring, with_features=True)
-    ranked = rank_bursts(report.files, burst_seconds, burst_similarity, one_per_burst)
+    ranked = arrange(rank_bursts(report.files, burst_seconds, burst_similarity, one_per_burst),
+                     None, None, diverse, trade_off, group_by)
     if out == "-":
         WRITERS[fmt](ranked, report.model_id, sys.stdout)
     else:
