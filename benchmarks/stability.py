@@ -13,9 +13,14 @@ Edits (each lossless PNG except the re-encode, so one edit is measured at a time
 width and height, half from each side), ``resize-90%`` (Lanczos), ``jpeg-q90``
 (re-encoded at quality 90) and ``mirror``.
 
+With ``--mirror-average`` it also scores the mirror image of the original and of every
+edit and prints the same figures for the mean of a picture's and its mirror's score: what
+test-time augmentation (a photo and its mirror in one batch) would give, at twice the
+pictures per photo.
+
 Usage:
     python benchmarks/stability.py [--photos 300] [--precision auto] [--engine auto]
-                                   [--work /tmp/memo-stability]
+                                   [--work /tmp/memo-stability] [--mirror-average]
 """
 
 from __future__ import annotations
@@ -78,6 +83,17 @@ def write_edits(photos: list[Path], work: Path) -> dict[str, list[Path]]:
     return out
 
 
+def mirrors(paths: list[Path]) -> list[Path]:
+    """The mirror image of each file, written beside it as a lossless PNG."""
+    out = []
+    for path in paths:
+        mirrored = path.with_name(f"{path.stem}-mirrored.png")
+        with Image.open(path) as im:
+            ImageOps.mirror(ImageOps.exif_transpose(im).convert("RGB")).save(mirrored)
+        out.append(mirrored)
+    return out
+
+
 def score(predictor, paths: list[Path]) -> list[float]:
     scores = [float("nan")] * len(paths)
     for result in predictor.iter_predictions(paths, workers=0):
@@ -100,6 +116,8 @@ def main() -> None:
     parser.add_argument("--engine", default="auto")
     parser.add_argument("--weights", default=None, help="checkpoint (default: memo's)")
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--mirror-average", action="store_true",
+                        help="also the figures for the mean score of a picture and its mirror")
     args = parser.parse_args()
 
     from memocli.files import default_weights_path
@@ -120,11 +138,29 @@ def main() -> None:
             moved = [abs(a - b) for a, b in zip(score(predictor, paths), base)]
             rows.append((name, statistics.median(moved), percentile(moved, 0.95), max(moved)))
         seconds = time.perf_counter() - started
+        averaged = []
+        if args.mirror_average:
+            work_photos = [work / f"{p.stem}-original.png" for p in photos]
+            for photo, copy in zip(photos, work_photos):
+                with Image.open(photo) as im:
+                    ImageOps.exif_transpose(im).convert("RGB").save(copy)
+
+            def mean_with_mirror(paths: list[Path]) -> list[float]:
+                return [(a + b) / 2 for a, b in zip(score(predictor, paths),
+                                                     score(predictor, mirrors(paths)))]
+
+            base_avg = mean_with_mirror(work_photos)
+            for name, paths in edits.items():
+                moved = [abs(a - b) for a, b in zip(mean_with_mirror(paths), base_avg)]
+                averaged.append((statistics.median(moved), percentile(moved, 0.95),
+                                 max(moved)))
     print(f"{len(photos)} photos ({len(photos) // 2} LNSIM, {len(photos) // 2} pool), "
           f"model {predictor.model_id}")
-    print(f"{'edit':<12} {'median |d|':>11} {'p95 |d|':>9} {'max |d|':>9}")
-    for name, med, p95, top in rows:
-        print(f"{name:<12} {med:>11.4f} {p95:>9.4f} {top:>9.4f}")
+    tta = "   mirror-average: median    p95    max" if averaged else ""
+    print(f"{'edit':<12} {'median |d|':>11} {'p95 |d|':>9} {'max |d|':>9}{tta}")
+    for i, (name, med, p95, top) in enumerate(rows):
+        extra = "".join(f" {v:>9.4f}" for v in averaged[i]) if averaged else ""
+        print(f"{name:<12} {med:>11.4f} {p95:>9.4f} {top:>9.4f}        {extra}")
     print(f"scored {len(photos) * (len(EDITS) + 1)} files in {seconds:.0f} s; "
           f"CPU {describe_cpu()}")
 
