@@ -75,10 +75,13 @@ def test_unknown_model_name_is_a_clear_error():
 
 
 def test_vnet_builds_without_downloading(monkeypatch):
-    import torch.hub
+    """torchvision fetches pretrained weights through the name its models/_api.py bound at
+    import (WeightsEnum.get_state_dict), not torch.hub's: that name is the one replaced,
+    so a backbone built with ``weights="DEFAULT"`` fails here, downloaded or cached."""
+    import torchvision.models._api as torchvision_api
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url",
-                        lambda *a, **k: pytest.fail("VNet() tried to download weights"))
+    monkeypatch.setattr(torchvision_api, "load_state_dict_from_url",
+                        lambda *a, **k: pytest.fail("VNet() asked for pretrained weights"))
     assert isinstance(VNet(), nn.Module)
 
 
