@@ -28,6 +28,16 @@ class BatchResult:
     failures: list[tuple[int, str]] = field(default_factory=list)
     features: list[bytes] = field(default_factory=list)
 
+    def refuse(self, indices: set[int], reason: str) -> None:
+        """Make ``indices`` failures for ``reason``, whether they were scored or failed."""
+        if not indices:
+            return
+        kept = [row for row in zip(self.indices, self.scores, self.features, strict=True)
+                if row[0] not in indices]
+        self.indices, self.scores, self.features = ([row[k] for row in kept] for k in range(3))
+        self.failures = [(i, r) for i, r in self.failures if i not in indices] + [
+            (i, reason) for i in sorted(indices)]
+
 
 def embedding(pooled: np.ndarray) -> list[bytes]:
     """L2-normalised pooled features ``[B, C]`` as little-endian float16 bytes, one per row."""

@@ -1,8 +1,12 @@
 """Finding the photos to score: recursive, by extension, one ``stat`` per file.
 
-Folders are walked with ``os.scandir``; symbolic links are followed, but a folder already
-visited (same device and inode) is never entered twice, so link loops end, and a file
-reached by two paths (a link, a hard link) is listed once.
+Folders are walked with ``os.scandir``. A symbolic link to a folder is followed when its
+target lies inside one of the folders given (or, with ``follow_links``, anywhere), and
+never into the system's pseudo-filesystems (:data:`SYSTEM_FOLDERS`): a link to ``/`` or
+``/proc`` in a photo folder does not make a scan list the whole machine. Links to files
+are followed (an album of links to photos elsewhere), except into :data:`SYSTEM_FOLDERS`.
+A folder already visited (same device and inode) is never entered twice, so link loops
+end, and a file reached by two paths (a link, a hard link) is listed once.
 """
 
 from __future__ import annotations
@@ -30,6 +34,23 @@ NOT_PHOTO_KINDS = {
 }
 _SYSTEM_FILES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 
+#: The running system's pseudo-filesystems (processes, kernel objects, devices): never
+#: photos, never entered, whatever a link says.
+SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")
+#: ``passed_over`` kinds of what a scan does not enter: links to folders outside the folders
+#: given, and :data:`SYSTEM_FOLDERS` (by a link, or met scanning ``/``).
+LINK_OUT, SYSTEM_FOLDER = "link out of the folders", "system folder"
+
+
+def in_system_folder(real: str) -> bool:
+    """Whether the resolved path ``real`` is in one of :data:`SYSTEM_FOLDERS`."""
+    return any(real == top or real.startswith(top + "/") for top in SYSTEM_FOLDERS)
+
+
+def _inside(real: str, roots: Iterable[str]) -> bool:
+    return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+               for root in roots)
+
 
 @dataclass(frozen=True)
 class FoundFile:
@@ -42,6 +63,7 @@ class FoundFile:
         mtime_ns: modification time in nanoseconds.
         relpath: the file's place in the folder it was found under, ``/``-separated (its
             name for a file named on its own): the same wherever that folder is mounted.
+        inode: its inode number (0: not known).
     """
 
     path: str
@@ -49,6 +71,17 @@ class FoundFile:
     size: int
     mtime_ns: int
     relpath: str
+    inode: int = 0
+
+    def changed(self) -> bool:
+        """Whether the file at :attr:`path` is no longer the one found: gone, or another
+        size, modification time or inode (replaced, even by a rename over it)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return True
+        return ((st.st_size, st.st_mtime_ns) != (self.size, self.mtime_ns)
+                or bool(self.inode) and st.st_ino != self.inode)
 
 
 @dataclass
@@ -59,7 +92,8 @@ class ScanResult:
         files: the photos to score, sorted by path.
         problems: ``(path, reason)`` for what could not be read.
         passed_over: files in the folders that are not photos to rank, counted by kind
-            (:func:`not_photo_kind`), and ``raw twin`` for RAW files ranked as their JPEG.
+            (:func:`not_photo_kind`), ``raw twin`` for RAW files ranked as their JPEG, and
+            what was not entered (:data:`LINK_OUT`, :data:`SYSTEM_FOLDER`).
     """
 
     files: list[FoundFile] = field(default_factory=list)
@@ -100,8 +134,10 @@ def split_raw_twins(files: list[FoundFile]) -> tuple[list[FoundFile], list[Found
 
 
 class _Walker:
-    def __init__(self, include_hidden: bool):
+    def __init__(self, include_hidden: bool, follow_links: bool):
         self.include_hidden = include_hidden
+        self.follow_links = follow_links
+        self.roots: list[str] = []  # the folders given, resolved
         self.result = ScanResult()
         self._seen_dirs: set[tuple[int, int]] = set()
         self._seen_files: set[tuple[int, int]] = set()
@@ -115,7 +151,23 @@ class _Walker:
             return
         self._seen_files.add(key)
         self.result.files.append(
-            FoundFile(path, os.path.abspath(path), st.st_size, st.st_mtime_ns, relpath))
+            FoundFile(path, os.path.abspath(path), st.st_size, st.st_mtime_ns, relpath,
+                      st.st_ino))
+
+    def refused_link(self, path: str, is_folder: bool) -> str | None:
+        """Why the symbolic link at ``path`` is not followed (a ``passed_over`` kind), or
+        None; the link is logged at ``-v``."""
+        real = os.path.realpath(path)
+        if in_system_folder(real):
+            return self.pass_over(SYSTEM_FOLDER, f"{path} -> {real}")
+        if is_folder and not self.follow_links and not _inside(real, self.roots):
+            return self.pass_over(LINK_OUT, f"{path} -> {real}")
+        return None
+
+    def pass_over(self, kind: str, what: str) -> str:
+        self.result.passed_over[kind] += 1
+        log.info("not entered (%s): %s", kind, what)
+        return kind
 
     def walk(self, top: str, top_stat: os.stat_result) -> None:
         stack = [(top, "", top_stat)]
@@ -141,8 +193,13 @@ class _Walker:
                 path = entry.name if folder == os.curdir else os.path.join(folder, entry.name)
                 rel = f"{rel_folder}/{entry.name}" if rel_folder else entry.name
                 try:
+                    if entry.is_symlink() and self.refused_link(path, entry.is_dir()):
+                        continue
                     if entry.is_dir():
-                        subfolders.append((path, rel, entry.stat()))
+                        if in_system_folder(os.path.abspath(path)):  # scanning /
+                            self.pass_over(SYSTEM_FOLDER, path)
+                        else:
+                            subfolders.append((path, rel, entry.stat()))
                         continue
                     kind = not_photo_kind(entry.name)
                     if kind is not None:
@@ -162,7 +219,8 @@ class _Walker:
             stack.extend(reversed(subfolders))
 
 
-def scan(inputs: Iterable[str | os.PathLike], include_hidden: bool = False) -> ScanResult:
+def scan(inputs: Iterable[str | os.PathLike], include_hidden: bool = False,
+         follow_links: bool = False) -> ScanResult:
     """Find the images under ``inputs`` (files and folders).
 
     Args:
@@ -172,16 +230,23 @@ def scan(inputs: Iterable[str | os.PathLike], include_hidden: bool = False) -> S
             beside it is dropped, so the shot is ranked once.
         include_hidden: also enter hidden folders and take hidden files (names starting
             with a dot) found inside folders.
+        follow_links: follow links to folders wherever they lead (never into
+            :data:`SYSTEM_FOLDERS`); by default only those whose target lies inside one of
+            the folders given.
     """
-    walker = _Walker(include_hidden)
-    for raw in inputs:
-        path = os.path.normpath(os.fspath(raw))
+    walker = _Walker(include_hidden, follow_links)
+    inputs = [os.path.normpath(os.fspath(raw)) for raw in inputs]
+    walker.roots = [os.path.realpath(p) for p in inputs if os.path.isdir(p)]
+    for path in inputs:
         try:
             st = os.stat(path)
         except OSError as e:
             walker.result.problems.append((path, os_reason(e)))
             continue
-        if stat_mod.S_ISDIR(st.st_mode):
+        if in_system_folder(os.path.realpath(path)):
+            walker.result.problems.append(
+                (path, f"in a system folder ({', '.join(SYSTEM_FOLDERS)}): never scanned"))
+        elif stat_mod.S_ISDIR(st.st_mode):
             walker.walk(path, st)
         elif stat_mod.S_ISREG(st.st_mode):
             walker.add_file(path, st, os.path.basename(path))

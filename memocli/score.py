@@ -246,6 +246,11 @@ def _known_failures(cache: Cache, entries: list[_Entry], skips: Skips) -> None:
     skips.say_known()
 
 
+#: Why a file replaced between its hashing and its decoding gets no score this run: what
+#: was decoded may not be the content hashed (its failure is not remembered either).
+CHANGED = "changed while memo was reading it; not scored (run again to score it)"
+
+
 def _model_stage(cache: Cache, source: ModelSource, entries: list[_Entry],
                  skips: Skips, progress: Progress, batch_size: int | None,
                  workers: int | None, with_features: bool = False) -> tuple[int, int]:
@@ -263,6 +268,8 @@ def _model_stage(cache: Cache, source: ModelSource, entries: list[_Entry],
     try:
         with progress.stage(len(paths), "scoring") as advance:
             for batch in predictor.iter_predictions(paths, batch_size, workers):
+                batch.refuse({i for i in [*batch.indices, *(i for i, _ in batch.failures)]
+                              if by_hash[hashes[i]][0].found.changed()}, CHANGED)
                 done = [hashes[i] for i in batch.indices]
                 results = list(zip(done, batch.scores, strict=True))
                 vectors = list(zip(done, batch.features, strict=True))
@@ -272,8 +279,8 @@ def _model_stage(cache: Cache, source: ModelSource, entries: list[_Entry],
                         e.score, e.features, e.model = score, vector, source.model_id
                         scored_files += 1
                 scored += len(results)
-                cache.record_failures(PREPROCESSING_VERSION,
-                                      [(hashes[i], reason) for i, reason in batch.failures])
+                cache.record_failures(PREPROCESSING_VERSION, [
+                    (hashes[i], reason) for i, reason in batch.failures if reason != CHANGED])
                 for i, reason in batch.failures:
                     for e in by_hash[hashes[i]]:
                         e.failed = True
@@ -295,6 +302,8 @@ def score_paths(
     precision: str = "auto",
     engine: str = "auto",
     include_hidden: bool = False,
+    follow_links: bool = False,
+    rehash: bool = False,
     progress: Progress | None = None,
     with_features: bool = False,
     shard: Shard | None = None,
@@ -317,6 +326,9 @@ def score_paths(
             variant of the model made serves (:attr:`ModelSource.any_variant`).
         engine: ``auto``, ``torch`` or ``openvino`` (:func:`memocli.engines.pick_engine`).
         include_hidden: also look inside hidden folders.
+        follow_links: follow links to folders outside ``inputs`` (:func:`~memocli.scan.scan`).
+        rehash: hash every file again instead of trusting the stat index (a file edited
+            without a change of size or modification time, such as by ``exiftool -P``).
         progress: progress bars and problem lines; silent when None.
         with_features: also give each file its feature vector (for bursts); contents
             scored before features were stored meet the model once more to get one.
@@ -339,7 +351,7 @@ def score_paths(
     """
     progress = progress or Progress()
     inputs = list(inputs)
-    found = scan(inputs, include_hidden=include_hidden)
+    found = scan(inputs, include_hidden=include_hidden, follow_links=follow_links)
     if not found.files:
         where = ", ".join(printable(os.fspath(p)) for p in inputs)
         raise MemoError(f"no images found in {where}" + "".join(
@@ -364,7 +376,8 @@ def score_paths(
     todo = []
     for e in entries:
         k = known.get(e.found.abspath)
-        if k is not None and k.size == e.found.size and k.mtime_ns == e.found.mtime_ns:
+        if (k is not None and not rehash and k.size == e.found.size
+                and k.mtime_ns == e.found.mtime_ns):
             e.content_hash, e.score, e.meta, e.model = k.content_hash, k.score, k.meta, k.model
         else:
             todo.append(e)

@@ -11,6 +11,7 @@ from ..device import DEVICE_NAMES
 from ..engines import ENGINES
 from ..precision import PRECISIONS
 from ..registry import DEFAULT_MODEL, MODELS
+from ..scan import LINK_OUT, SYSTEM_FOLDER
 from .progress import echo_err, progress_for_stderr
 
 
@@ -165,6 +166,13 @@ def scoring_options(f):
     f = batch_options(default=None)(f)
     f = click.option("--hidden", is_flag=True,
                      help="Also look inside hidden folders (names starting with '.').")(f)
+    f = click.option("--follow-links", is_flag=True,
+                     help="Follow links to folders outside PATH too (by default only links "
+                          "within it; never into /proc, /sys or /dev).")(f)
+    f = click.option("--rehash", is_flag=True,
+                     help="Hash every file again instead of trusting its unchanged size and "
+                          "modification time (for files edited in place with the time "
+                          "kept, such as by exiftool -P).")(f)
     f = click.option("--shard", type=ShardType(), metavar="I/N",
                      help="Take only the I-th of N shards of the photos found, split by "
                           "their path inside PATH (one job of N; memo cache merge combines the "
@@ -183,7 +191,8 @@ def open_cache(cache_path: str | None, no_cache: bool):
     return Cache(None if no_cache else (cache_path or default_cache_path()))
 
 
-def run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_size, workers,
+def run_scoring(inputs, weights, cache_path, no_cache, hidden, follow_links, rehash, shard,
+                batch_size, workers,
                 device, precision, engine, strict, retry_failed, accept_known_failures,
                 include_all, silent, with_features=False, source=None):
     """Score ``inputs`` with the :func:`scoring_options`; says how many came from the cache.
@@ -200,6 +209,7 @@ def run_scoring(inputs, weights, cache_path, no_cache, hidden, shard, batch_size
     with open_cache(cache_path, no_cache) as cache:
         report = score_paths(inputs, cache, weights=weights, device=device,
                              batch_size=batch_size, workers=workers, include_hidden=hidden,
+                             follow_links=follow_links, rehash=rehash,
                              precision=precision, engine=engine,
                              progress=progress_for_stderr(silent),
                              with_features=with_features, shard=shard, strict=strict,
@@ -230,7 +240,8 @@ def _set_aside_text(kinds: dict[str, int], include_all: bool) -> str:
 
 
 def _passed_over_text(counts: dict[str, int]) -> str:
-    """``'; 2 RAW files ranked as their JPEG; not photos: 1 video, 2 sidecars'``, or ''."""
+    """``'; 2 RAW files ranked as their JPEG; not entered: 1 link out of the folders
+    (--follow-links); not photos: 1 video, 2 sidecars'``, or ''."""
     def plural(n: int, noun: str) -> str:
         return f"{n} {noun}" + "s" * (n != 1)
 
@@ -238,7 +249,14 @@ def _passed_over_text(counts: dict[str, int]) -> str:
     twins = counts.get("raw twin", 0)
     if twins:
         text += f"; {plural(twins, 'RAW file')} ranked as {'their' if twins > 1 else 'its'} JPEG"
-    others = [plural(n, kind) for kind, n in sorted(counts.items()) if kind != "raw twin"]
+    entered = {LINK_OUT: ("link", " out of the folders (--follow-links)"),
+               SYSTEM_FOLDER: ("system folder", " (/proc, /sys, /dev)")}
+    kept_out = [plural(counts[kind], noun) + rest for kind, (noun, rest) in entered.items()
+                if counts.get(kind)]
+    if kept_out:
+        text += "; not entered: " + ", ".join(kept_out)
+    others = [plural(n, kind) for kind, n in sorted(counts.items())
+              if kind != "raw twin" and kind not in entered]
     if others:
         text += "; not photos: " + ", ".join(others)
     return text
