@@ -52,6 +52,11 @@ def _inside(real: str, roots: Iterable[str]) -> bool:
                for root in roots)
 
 
+#: Why a file replaced between its hashing and its decoding gets no score in that run: what
+#: was decoded may not be the content hashed (:meth:`FoundFile.changed`).
+CHANGED = "changed while memo was reading it; not scored (run again to score it)"
+
+
 @dataclass(frozen=True)
 class FoundFile:
     """One image file to score.

@@ -34,7 +34,7 @@ from .files import default_weights_path, hash_file, os_reason, printable, read_f
 from .model_id import family_of
 from .registry import PREPROCESSING_VERSION
 from .reporting import Progress, Skips
-from .scan import FoundFile, scan
+from .scan import CHANGED, FoundFile, scan
 from .setup_key import setup_keys
 from .shard import Shard
 
@@ -244,11 +244,6 @@ def _known_failures(cache: Cache, entries: list[_Entry], skips: Skips) -> None:
             e.failed = True
             skips.add_known(e.found.path, reasons[e.content_hash])
     skips.say_known()
-
-
-#: Why a file replaced between its hashing and its decoding gets no score this run: what
-#: was decoded may not be the content hashed (its failure is not remembered either).
-CHANGED = "changed while memo was reading it; not scored (run again to score it)"
 
 
 def _model_stage(cache: Cache, source: ModelSource, entries: list[_Entry],

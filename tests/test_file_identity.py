@@ -15,7 +15,8 @@ from conftest import invoke, write_photo
 from PIL import Image
 
 from memocli.files import hash_file
-from memocli.score import CHANGED, ModelSource
+from memocli.scan import CHANGED
+from memocli.score import ModelSource
 
 
 def scores_by_hash(db: Path) -> dict[str, float]:
