@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,8 +28,10 @@ class BatchResult:
     failures: list[tuple[int, str]] = field(default_factory=list)
     features: list[bytes] = field(default_factory=list)
 
-    def refuse(self, indices: set[int], reason: str) -> None:
-        """Make ``indices`` failures for ``reason``, whether they were scored or failed."""
+    def refuse(self, which: Callable[[int], bool], reason: str) -> None:
+        """Make the files whose index ``which`` says yes to failures for ``reason``, whether
+        they were scored or failed."""
+        indices = {i for i in [*self.indices, *(i for i, _ in self.failures)] if which(i)}
         if not indices:
             return
         kept = [row for row in zip(self.indices, self.scores, self.features, strict=True)

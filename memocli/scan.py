@@ -201,7 +201,7 @@ class _Walker:
                     if entry.is_symlink() and self.refused_link(path, entry.is_dir()):
                         continue
                     if entry.is_dir():
-                        if in_system_folder(os.path.abspath(path)):  # scanning /
+                        if in_system_folder(os.path.realpath(path)):  # reached from /
                             self.pass_over(SYSTEM_FOLDER, path)
                         else:
                             subfolders.append((path, rel, entry.stat()))

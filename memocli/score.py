@@ -263,8 +263,7 @@ def _model_stage(cache: Cache, source: ModelSource, entries: list[_Entry],
     try:
         with progress.stage(len(paths), "scoring") as advance:
             for batch in predictor.iter_predictions(paths, batch_size, workers):
-                batch.refuse({i for i in [*batch.indices, *(i for i, _ in batch.failures)]
-                              if by_hash[hashes[i]][0].found.changed()}, CHANGED)
+                batch.refuse(lambda i: by_hash[hashes[i]][0].found.changed(), CHANGED)
                 done = [hashes[i] for i in batch.indices]
                 results = list(zip(done, batch.scores, strict=True))
                 vectors = list(zip(done, batch.features, strict=True))
@@ -322,8 +321,7 @@ def score_paths(
         engine: ``auto``, ``torch`` or ``openvino`` (:func:`memocli.engines.pick_engine`).
         include_hidden: also look inside hidden folders.
         follow_links: follow links to folders outside ``inputs`` (:func:`~memocli.scan.scan`).
-        rehash: hash every file again instead of trusting the stat index (a file edited
-            without a change of size or modification time, such as by ``exiftool -P``).
+        rehash: hash every file, trusting no unchanged size and mtime (``exiftool -P``).
         progress: progress bars and problem lines; silent when None.
         with_features: also give each file its feature vector (for bursts); contents
             scored before features were stored meet the model once more to get one.
@@ -367,12 +365,12 @@ def score_paths(
     log.info("model %s (%s); cache %s", source.model_id, source.path,
              cache.path or "none (--no-cache)")
     entries = [_Entry(f) for f in mine]
-    known = cache.lookup_paths([f.abspath for f in mine], source.model_id, source.any_variant)
+    known = {} if rehash else cache.lookup_paths([f.abspath for f in mine], source.model_id,
+                                                 source.any_variant)
     todo = []
     for e in entries:
         k = known.get(e.found.abspath)
-        if (k is not None and not rehash and k.size == e.found.size
-                and k.mtime_ns == e.found.mtime_ns):
+        if k is not None and k.size == e.found.size and k.mtime_ns == e.found.mtime_ns:
             e.content_hash, e.score, e.meta, e.model = k.content_hash, k.score, k.meta, k.model
         else:
             todo.append(e)
