@@ -16,6 +16,7 @@ from memocli.model import VNet
 from memocli.registry import get_config
 
 TEST_DEVICE = os.environ.get("MEMO_TEST_DEVICE", "cpu")
+TEST_ENGINE = os.environ.get("MEMO_TEST_ENGINE", "torch")
 
 
 @pytest.fixture(autouse=True)
@@ -24,10 +25,11 @@ def isolated_memo_home(tmp_path, monkeypatch):
     home = tmp_path / "memo-home"
     monkeypatch.setenv("MEMO_HOME", str(home))
     monkeypatch.setenv("MEMO_DEVICE", TEST_DEVICE)
-    # The CLI's default engine in tests is torch: it spares each test a network conversion
-    # (the suite takes 130 s instead of 180 s). tests/test_engines.py and
-    # tests/test_fast_paths.py ask for OpenVINO explicitly.
-    monkeypatch.setenv("MEMO_ENGINE", "torch")
+    # The CLI's engine in tests is torch unless MEMO_TEST_ENGINE says otherwise: it spares
+    # each test a network conversion. tests/test_default_engine.py runs every scoring
+    # command on the default engine; MEMO_TEST_ENGINE=auto runs every test on it (the long
+    # process check in docs/performance.md).
+    monkeypatch.setenv("MEMO_ENGINE", TEST_ENGINE)
     # The suite's photos are small solid-colour pictures, which memo rightly calls icons
     # or blank images: tests rank every kind unless they say otherwise
     # (tests/test_kinds.py unsets it).
