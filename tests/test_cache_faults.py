@@ -222,8 +222,9 @@ def hostile_source(path: Path) -> Path:
     with sqlite3.connect(path) as conn:
         conn.executemany("INSERT INTO scores VALUES (?, 'm', ?, 'now')",
                          [("text", "abc"), ("huge", 9e999), ("minus_huge", -9e999)])
-        conn.execute("INSERT INTO images VALUES ('bytes', 4, 3, NULL, ?)", [b"\xff camera"])
-        conn.execute("INSERT INTO images VALUES ('wide', 'wide', 3, NULL, NULL)")
+        columns = "INSERT INTO images (content_hash, width, height, taken_at, camera) VALUES"
+        conn.execute(f"{columns} ('bytes', 4, 3, NULL, ?)", [b"\xff camera"])
+        conn.execute(f"{columns} ('wide', 'wide', 3, NULL, NULL)")
     return path
 
 
