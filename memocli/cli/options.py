@@ -226,16 +226,15 @@ def run_scoring(inputs, weights, cache_path, no_cache, hidden, follow_links, reh
 
 
 def _set_aside_text(kinds: dict[str, int], include_all: bool) -> str:
-    """``'; 2 not photos set aside: 1 icon, 1 screenshot (--include-all ranks them)'``."""
+    """``'; 2 not photos set aside: 1 icon, 1 screenshot (--include-all ranks them)'``, or
+    '' (with ``include_all`` they are ranked, and the kind column says what they are)."""
     from ..kinds import KIND_NOUNS
 
-    if not kinds:
+    if not kinds or include_all:
         return ""
     n = sum(kinds.values())
     listed = ", ".join(f"{count} {KIND_NOUNS[kind][count != 1]}"
                        for kind, count in sorted(kinds.items()))
-    if include_all:
-        return f"; {n} not photo{'s' * (n != 1)}, ranked too: {listed}"
     return f"; {n} not photo{'s' * (n != 1)} set aside: {listed} (--include-all ranks them)"
 
 
