@@ -44,6 +44,9 @@ CATALOG: tuple[NamedModel, ...] = (
                "V-Net ResNet-152, opt-in: more accurate on natural scenes, untaught on other "
                "photos, ~3x slower; not in the wheel "
                "(see weights/MODEL_CARD.md)", "vnet_r152"),
+    NamedModel("accurate", "memo-accurate.json",
+               "ensemble of r50 and r152 (a manifest, no weights of its own): the most "
+               "accurate on natural scenes, ~2.5x r50's time; needs r152 installed", "ensemble"),
 )
 DEFAULT_NAME = "r50"
 

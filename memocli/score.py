@@ -131,11 +131,10 @@ class ModelSource:
     def load(self):
         """The :class:`~memocli.predictor.Predictor` (loaded once; imports torch)."""
         if self._predictor is None:
-            from .predictor import Predictor
+            from .ensemble import load_predictor
 
-            predictor = Predictor.from_checkpoint(
-                self.path, self.device_name, self.precision, self.engine,
-                keep_engines=self.keep_engines)
+            predictor = load_predictor(self.path, self.device_name, self.precision, self.engine,
+                                       keep_engines=self.keep_engines)
             remembered, self.model_id = self.model_id, predictor.model_id
             if self.cache is not None:
                 self.cache.remember_checkpoint(self.setup, self.model_id)

@@ -5,9 +5,10 @@ import torch
 
 from memocli.catalog import CATALOG, bundled_weights_dir
 from memocli.checkpoint import load_checkpoint
-from memocli.files import default_weights_path
+from memocli.ensemble import read_manifest
+from memocli.files import default_weights_path, hash_file
 
-R50, R152 = (bundled_weights_dir() / m.filename for m in CATALOG)
+R50, R152, ACCURATE = (bundled_weights_dir() / m.filename for m in CATALOG)
 
 
 @pytest.mark.slow
@@ -26,3 +27,11 @@ def test_bundled_checkpoints_carry_their_provenance(path):
     assert meta["train_data"]["sizes"] == {"train": 1500, "val": 200, "test": 300}
     assert {"val_rho", "val_mse", "test_rho", "test_mse", "epoch"} <= set(meta["metrics"])
     assert meta["training"]["lr_max"] > 0
+
+
+def test_the_accurate_ensemble_names_the_bundled_checkpoints():
+    """A new release of either model needs `memo fit-ensemble` again (docs/model.md)."""
+    manifest = read_manifest(ACCURATE)
+    assert [m.weights for m in manifest.members] == ["r50", "r152"]
+    assert [m.sha256 for m in manifest.members] == [hash_file(R50), hash_file(R152)]
+    assert manifest.fitted_on["split"] == "val_1"  # standardised on validation, not test

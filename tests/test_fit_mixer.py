@@ -67,8 +67,8 @@ def head_scores(model, paths):
     """Every head's score of each photo, computed through a float32 Predictor."""
     predictor = Predictor(model, "cpu", "fp32", engine="torch")
     batch = torch.stack([predictor.net_input(predictor.load_photo(p)) for p in paths])
-    _, pooled = predictor.predict(batch)
     with torch.inference_mode():
+        _, pooled = predictor.precision.run_backbone(model, batch, "cpu")
         return model.head_scores(pooled).double().numpy(), pooled[-1]
 
 

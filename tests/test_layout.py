@@ -36,7 +36,7 @@ def imports_of(name: str) -> set[str]:
 
 def test_imports_are_read_from_the_source():
     assert "memocli.cache" in imports_of("memocli.score")
-    assert "memocli.predictor" in imports_of("memocli.score")  # imported inside a function
+    assert "memocli.ensemble" in imports_of("memocli.score")  # imported inside a function
     assert "memocli.cli.score_cmds" in imports_of("memocli.cli.main")  # from . import x
 
 

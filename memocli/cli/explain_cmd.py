@@ -80,8 +80,8 @@ def explain(inputs, out, beside, layer, alpha, side_by_side, heatmap_only, hidde
       memo explain img.jpg --heatmap-only --layer layer3 --out maps/
     """
     from ..explain import DEFAULT_FOLDER, explain_files
+    from ..ensemble import load_predictor
     from ..files import default_weights_path
-    from ..predictor import Predictor
 
     if side_by_side and heatmap_only:
         raise click.UsageError("--side-by-side and --heatmap-only exclude each other")
@@ -90,7 +90,7 @@ def explain(inputs, out, beside, layer, alpha, side_by_side, heatmap_only, hidde
     folder = None if beside else (out or DEFAULT_FOLDER)
     results = explain_files(
         inputs, folder,
-        lambda: Predictor.from_checkpoint(weights or default_weights_path(), device, "fp32"),
+        lambda: load_predictor(weights or default_weights_path(), device, "fp32"),
         include_hidden=hidden, layer=layer, alpha=alpha, side_by_side=side_by_side,
         heatmap_only=heatmap_only, batch_size=batch_size)
     done, failed = print_explanations(results)

@@ -1,4 +1,4 @@
-"""``memo fit-mixer``: the small fit that follows training on several sources."""
+"""``memo fit-mixer`` and ``memo fit-ensemble``: the small fits that follow training."""
 
 from __future__ import annotations
 
@@ -10,8 +10,13 @@ import click
 from ..errors import MemoError
 from .options import (
     batch_options,
+    cache_options,
     device_option,
     echo_err,
+    engine_option,
+    open_cache,
+    precision_option,
+    progress_for_stderr,
     silent_option,
 )
 
@@ -108,4 +113,58 @@ def fit_mixer(checkpoint, scene, other, fold, val_frac, alpha, beta, out, force,
     echo_err(f"wrote {out_path}")
 
 
-COMMANDS = [fit_mixer]
+@click.command("fit-ensemble")
+@click.argument("members", nargs=-1, required=True)
+@click.option("--scene", "data", required=True, type=click.Path(exists=True),
+              help="A labelled dataset (as memo evaluate reads it) of the scene domain.")
+@click.option("--split", default="train_1", show_default=True,
+              help="Its split the members are standardised and scaled on.")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+              help="The manifest to write (.json); --weights takes it like a checkpoint.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@cache_options
+@batch_options(default=None)
+@device_option
+@precision_option()
+@engine_option
+@silent_option
+def fit_ensemble(members, data, split, out, force, cache_path, no_cache, batch_size, workers,
+                 device, precision, engine, silent):
+    """Write an ensemble of MEMBERS (model names or checkpoints): each member's scores
+    standardised on a labelled split, their mean mapped to its labels by least squares.
+    No weights are copied: the manifest names each member by digest.
+
+    \b
+    Example:
+      memo fit-ensemble r50 r152 --scene lnsim/ --split train_1 --out accurate.json
+      memo score ~/Photos --weights accurate.json
+    """
+    from ..catalog import resolve_weights
+    from ..data import load_split
+    from ..ensemble import member_reference
+    from ..ensemble_fit import fit_manifest, scores_of
+    from ..files import hash_file
+
+    if not out.lower().endswith(".json"):
+        raise click.BadParameter("an ensemble manifest's name ends in .json", param_hint="--out")
+    out_path = _new_file(out, force)
+    files = [resolve_weights(m) for m in members]
+    items = load_split(data, split)
+    paths = [i.path for i in items]
+    scoring = {"device": device, "precision": precision, "engine": engine,
+               "batch_size": batch_size, "workers": workers,
+               "progress": progress_for_stderr(silent)}
+    with open_cache(cache_path, no_cache) as cache:
+        member_scores = [scores_of(cache, f, paths, **scoring) for f in files]
+    references = [member_reference(m, out_path) for m in members]
+    manifest = fit_manifest(references, [hash_file(f) for f in files], member_scores,
+                            [i.score for i in items],
+                            {"data": str(data), "split": split, "n": len(items)})
+    manifest.write(out_path)
+    for member in manifest.members:
+        click.echo(f"{member.weights}: mean {member.mean:.4f}  sd {member.std:.4f}")
+    click.echo(f"scale: {manifest.intercept:.4f} + {manifest.slope:.4f} x mean z")
+    echo_err(f"wrote {out_path}")
+
+
+COMMANDS = [fit_mixer, fit_ensemble]

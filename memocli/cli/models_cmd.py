@@ -38,14 +38,19 @@ def models(as_json):
         click.echo(json.dumps(rows, indent=2))
         return
     for row, model in zip(rows, CATALOG, strict=True):
-        size = f"{row['size_bytes'] / 1e6:.0f} MB" if row["path"] else "-"
+        size = _size_text(row["size_bytes"]) if row["path"] else "-"
         where = (for_terminal(row["path"]) if row["path"] else
                  f"not installed: put {model.filename} into {for_terminal(user_weights_dir())}")
-        click.echo(f"{row['name']:<6} {size:>7}  {where}")
-        click.echo(f"{'':<6} {'':>7}  {row['about']}")
+        click.echo(f"{row['name']:<8} {size:>7}  {where}")
+        click.echo(f"{'':<8} {'':>7}  {row['about']}")
     override = os.environ.get("MEMO_WEIGHTS")
     if override:
         click.echo(f"default: $MEMO_WEIGHTS = {for_terminal(override)}")
+
+
+def _size_text(size: int) -> str:
+    """``64 MB``, or ``2 kB`` for a manifest."""
+    return f"{size / 1e6:.0f} MB" if size >= 1e6 else f"{max(1, round(size / 1e3))} kB"
 
 
 COMMANDS = [models]

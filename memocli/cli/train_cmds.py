@@ -206,14 +206,13 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
     """
     from ..data import load_split
     from ..evaluation import evaluate_split, write_predictions
+    from ..ensemble import load_predictor
     from ..files import check_output_file, default_weights_path
-    from ..predictor import Predictor
 
     if csv_path:
         check_output_file(csv_path)  # said now, not after the whole split
     items = load_split(data, split)
-    predictor = Predictor.from_checkpoint(weights or default_weights_path(), device, precision,
-                                          engine)
+    predictor = load_predictor(weights or default_weights_path(), device, precision, engine)
     evaluation = evaluate_split(predictor, items, split, batch_size, workers)
     if csv_path:
         write_predictions(evaluation, csv_path)
