@@ -129,7 +129,9 @@ def test_non_photos_are_counted_not_ranked_unless_include_all(tmp_path, tiny_che
         "photo_0.jpg", "photo_1.jpg", "photo_2.jpg"]
     assert {r["kind"] for r in rows} == {"photo"}
     assert [r["percentile"] for r in rows] == [100.0, 50.0, 0.0]  # among the photos
-    assert ("3 not photos set aside: 1 drawing or document, 1 icon, 1 screenshot "
+    assert result.stderr.startswith("3 photo(s) and 3 other picture(s): 0 from the cache, "
+                                    "6 scored now")
+    assert ("; set aside: 1 drawing or document, 1 icon, 1 screenshot "
             "(--include-all ranks them)") in result.stderr
     every = json.loads(invoke([*args, "--include-all"]).stdout)
     assert {r["path"].rsplit("/", 1)[1]: r["kind"] for r in every} == {

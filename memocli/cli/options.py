@@ -215,27 +215,29 @@ def run_scoring(inputs, weights, cache_path, no_cache, hidden, follow_links, reh
                              with_features=with_features, shard=shard, strict=strict,
                              retry_failed=retry_failed, source=source)
     photos, set_aside = split_photos(report.files)
+    if include_all:
+        set_aside = {}  # ranked with the photos; the kind column says what each is
     if not silent:
-        echo_err(f"{len(report.files)} photo(s): {report.from_cache} from the cache, "
+        others = sum(set_aside.values())
+        counted = (f"{len(photos)} photo(s) and {others} other picture(s)" if others
+                   else f"{len(report.files)} photo(s)")
+        echo_err(f"{counted}: {report.from_cache} from the cache, "
                  f"{report.scored_files} scored now (model {report.model_id})"
-                 + _set_aside_text(set_aside, include_all)
-                 + _passed_over_text(report.passed_over))
+                 + _set_aside_text(set_aside) + _passed_over_text(report.passed_over))
     if not include_all:
         report.files = photos
     return report
 
 
-def _set_aside_text(kinds: dict[str, int], include_all: bool) -> str:
-    """``'; 2 not photos set aside: 1 icon, 1 screenshot (--include-all ranks them)'``, or
-    '' (with ``include_all`` they are ranked, and the kind column says what they are)."""
+def _set_aside_text(kinds: dict[str, int]) -> str:
+    """``'; set aside: 1 icon, 1 screenshot (--include-all ranks them)'``, or ''."""
     from ..kinds import KIND_NOUNS
 
-    if not kinds or include_all:
+    if not kinds:
         return ""
-    n = sum(kinds.values())
     listed = ", ".join(f"{count} {KIND_NOUNS[kind][count != 1]}"
                        for kind, count in sorted(kinds.items()))
-    return f"; {n} not photo{'s' * (n != 1)} set aside: {listed} (--include-all ranks them)"
+    return f"; set aside: {listed} (--include-all ranks them)"
 
 
 def _passed_over_text(counts: dict[str, int]) -> str:
