@@ -9,6 +9,9 @@ examples generated with another seed. The model is a logistic regression over
 :data:`memocli.kinds.STATS` but the spread (which decides blank images; as a feature it
 made high-contrast clip art look like photos), fitted by Newton's method with L2 1.0;
 ``threshold`` is the least one that calls at most 0.2% of the training photos non-photos.
+
+Caches keep each picture's kind (``images.kind``): shipping a new kinds.json needs a cache
+migration that sets the column to NULL, so that the next scan decides every kind again.
 """
 
 from __future__ import annotations
