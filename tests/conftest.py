@@ -28,7 +28,7 @@ def isolated_memo_home(tmp_path, monkeypatch):
     # The CLI's engine in tests is torch unless MEMO_TEST_ENGINE says otherwise: it spares
     # each test a network conversion. tests/test_default_engine.py runs every scoring
     # command on the default engine; MEMO_TEST_ENGINE=auto runs every test on it (the long
-    # process check in docs/performance.md).
+    # process check in docs/performance.md; tests that assert torch's model ids fail then).
     monkeypatch.setenv("MEMO_ENGINE", TEST_ENGINE)
     # The suite's photos are small solid-colour pictures, which memo rightly calls icons
     # or blank images: tests rank every kind unless they say otherwise
