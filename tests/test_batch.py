@@ -86,19 +86,29 @@ def export_rows(library: Path, checkpoint: Path, cache: Path, out: Path) -> dict
         return {os.path.abspath(r["path"]): r for r in csv.DictReader(f)}
 
 
+@pytest.fixture(scope="module")
+def exported(library, checkpoint, tmp_path_factory) -> tuple[dict[str, dict], Path]:
+    """`memo export` of the library scored directly: its rows by path, and the CSV file."""
+    work = tmp_path_factory.mktemp("export")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MEMO_HOME", str(work / "memo-home"))
+        return export_rows(library, checkpoint, work / "c.db", work / "ranks.csv"), \
+            work / "ranks.csv"
+
+
 @pytest.mark.slow
-def test_every_score_equals_memo_exports(scored, library, checkpoint, tmp_path):
+def test_every_score_equals_memo_exports(scored, library, exported):
     dest, rows, _ = scored
-    exported = export_rows(library, checkpoint, tmp_path / "c.db", tmp_path / "ranks.csv")
+    by_path, _ = exported
     ok = {r["path"]: r for r in rows if r["error"] is None}
     assert len(rows) == len(list(p for p in library.rglob("*") if p.is_file())) >= 95
-    assert set(ok) == set(exported)
+    assert set(ok) == set(by_path)
     for path, row in ok.items():
-        assert abs(row["raw_score"] - float(exported[path]["raw_score"])) <= 1e-6, path
-        assert row["model_id"] == exported[path]["model_id"]
-        assert row["sha256"] == exported[path]["content_hash"]
-        assert (row["width"], row["height"]) == (int(exported[path]["width"]),
-                                                 int(exported[path]["height"]))
+        assert abs(row["raw_score"] - float(by_path[path]["raw_score"])) <= 1e-6, path
+        assert row["model_id"] == by_path[path]["model_id"]
+        assert row["sha256"] == by_path[path]["content_hash"]
+        assert (row["width"], row["height"]) == (int(by_path[path]["width"]),
+                                                 int(by_path[path]["height"]))
         assert row["size"] == os.stat(path).st_size
         assert row["mtime_ns"] == os.stat(path).st_mtime_ns
 
@@ -115,25 +125,24 @@ def test_a_corrupt_file_is_an_error_row_and_the_others_are_scored(scored, librar
 
 
 @pytest.mark.slow
-def test_rank_matches_memo_exports_ranking(scored, library, checkpoint, tmp_path):
+def test_rank_matches_memo_exports_ranking(scored, exported):
     import pyarrow.parquet as pq
 
     dest, rows, _ = scored
     ranked = pq.read_table(dest / "ranked").to_pylist()
-    exported = export_rows(library, checkpoint, tmp_path / "c.db", tmp_path / "ranks.csv")
-    assert sorted(r["rank"] for r in ranked) == list(range(1, len(exported) + 1))
+    by_path, _ = exported
+    assert sorted(r["rank"] for r in ranked) == list(range(1, len(by_path) + 1))
     for row in ranked:
-        theirs = exported[row["path"]]
+        theirs = by_path[row["path"]]
         assert row["rank"] == int(theirs["rank"]), row["path"]
         assert round(row["percentile"], 2) == pytest.approx(float(theirs["percentile"]))
 
 
 @pytest.mark.slow
 def test_parquet_merged_into_a_cache_exports_as_scoring_directly(scored, library, checkpoint,
-                                                                  tmp_path):
+                                                                  exported, tmp_path):
     dest, _, _ = scored
-    direct = tmp_path / "direct.csv"
-    export_rows(library, checkpoint, tmp_path / "direct.db", direct)
+    _, direct = exported
     merged_cache = tmp_path / "merged.db"
     result = invoke(["cache", "merge", str(dest), "--into", str(merged_cache)])
     assert "added" in result.output
