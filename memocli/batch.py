@@ -102,8 +102,8 @@ def read_photos(batch: pa.Table, cfg: Any) -> pa.Table:
     from .files import read_failure
 
     transform = eval_transform(cfg)
-    out: dict[str, list] = {k: [] for k in ("sha256", "width", "height", "taken_at",
-                                            "camera", "error", "pixels")}
+    facts = ("width", "height", "taken_at", "camera", "kind")
+    out: dict[str, list] = {k: [] for k in ("sha256", *facts, "error", "pixels")}
     for path in batch.column("path").to_pylist():
         sha256 = meta = error = pixels = None
         try:
@@ -117,7 +117,7 @@ def read_photos(batch: pa.Table, cfg: Any) -> pa.Table:
             error = read_failure(e)
         for key, value in (("sha256", sha256), ("error", error), ("pixels", pixels)):
             out[key].append(value)
-        for key in ("width", "height", "taken_at", "camera"):
+        for key in facts:
             out[key].append(getattr(meta, key) if meta is not None else None)
     table = batch.select(list(batch_parts.RESUME_KEY))
     for name, values in out.items():

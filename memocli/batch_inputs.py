@@ -113,12 +113,14 @@ def read_manifest(source: str):
     has them, else filled in by :func:`stat_rows` inside the tasks)."""
     import ray.data
 
+    from .errors import MemoError
+
+    if not is_uri(source) and not os.path.isfile(source):
+        raise MemoError(f"{source}: no such manifest file")
     reader = ray.data.read_parquet if source.lower().endswith(".parquet") else ray.data.read_csv
     ds = reader(source)
     columns = ds.columns()
     if "path" not in columns:
-        from .errors import MemoError
-
         raise MemoError(f"{source}: a manifest needs a 'path' column (it has: "
                         f"{', '.join(columns) or 'none'})")
     keep = [c for c in ("path", "size", "mtime_ns") if c in columns]

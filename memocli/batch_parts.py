@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 #: One row per photo. ``sha256``, scores, size and facts are null when the photo could not
-#: be read or decoded, and ``error`` says why; ``score`` is what users see
+#: be read or decoded, and ``error`` says why; ``kind`` is photo, icon, blank, screenshot
+#: or drawing (:mod:`memocli.kinds`); ``score`` is what users see
 #: (:func:`memocli.score.display_score`), ``raw_score`` the model's output (cache merges
 #: take it).
 SCHEMA = pa.schema([
@@ -33,6 +34,7 @@ SCHEMA = pa.schema([
     ("height", pa.int32()),
     ("taken_at", pa.string()),
     ("camera", pa.string()),
+    ("kind", pa.string()),
     ("error", pa.string()),
 ])
 RESUME_KEY = ("path", "size", "mtime_ns")
@@ -79,14 +81,34 @@ def list_parts(dest: str) -> Parts:
 
 
 def dataset_of(parts: Parts, columns: list[str] | None = None):
-    """The rows of ``parts``' readable files as one Ray dataset (None when there are none)."""
+    """The rows of ``parts``' readable files as one Ray dataset (None when there are none),
+    in :data:`SCHEMA` (a column an older part lacks is null).
+
+    Each task reads whole part files with pyarrow: the files are known already (their
+    footers were read), and Ray's own Parquet reader lists paths again in threads that
+    import fsspec's HTTP module, which fails where fsspec is installed without aiohttp.
+    """
     import ray.data
 
     if not parts.readable:
         return None
-    ds = ray.data.read_parquet(sorted(parts.readable), filesystem=parts.filesystem,
-                               schema=SCHEMA)
-    return ds.select_columns(columns) if columns else ds
+    files = ray.data.from_items([{"part": p} for p in sorted(parts.readable)])
+    return files.map_batches(_read_parts, batch_size=1, batch_format="pyarrow",
+                             fn_kwargs={"filesystem": parts.filesystem,
+                                        "columns": columns or SCHEMA.names})
+
+
+def _read_parts(batch: pa.Table, filesystem: pafs.FileSystem, columns: list[str]) -> pa.Table:
+    """The ``columns`` of the part files named in ``batch``, in :data:`SCHEMA`'s types."""
+    tables = []
+    for part in batch.column("part").to_pylist():
+        with pq.ParquetFile(part, filesystem=filesystem) as f:
+            table = f.read(columns=[c for c in columns if c in f.schema_arrow.names])
+        tables.append(pa.table({c: table.column(c) if c in table.column_names
+                                else pa.nulls(len(table), SCHEMA.field(c).type)
+                                for c in columns}).cast(pa.schema([SCHEMA.field(c)
+                                                                   for c in columns])))
+    return pa.concat_tables(tables)
 
 
 def done_keys(parts: Parts, model_id: str):

@@ -1,6 +1,7 @@
 """``memo batch --rank``: every scored photo of a model in DEST, ranked on the cluster.
 
-Ranks and percentiles follow :func:`memocli.ranking.rank`: by raw score, highest first,
+Ranks and percentiles follow :func:`memocli.ranking.rank` over the photos (``kind``
+photo, as ``memo export`` ranks without ``--include-all``): by raw score, highest first,
 ties by path; the percentile is the share of the other photos that score lower, a tie
 counting as half. Nothing is collected on the driver: a group-by counts the photos of each
 score (for ties), a join brings the count to each row, Ray's distributed sort orders the
@@ -14,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .batch_parts import RANKED, SCHEMA, Parts, dataset_of
+from .kinds import PHOTO
 
 RANKED_SCHEMA = SCHEMA.append(pa.field("rank", pa.int64())).append(
     pa.field("percentile", pa.float64()))
@@ -21,9 +23,12 @@ _TIES = "count()"  # the column Ray's count aggregation names
 
 
 def _scored_by(batch: pa.Table, model_id: str) -> pa.Table:
-    """The rows of ``batch`` scored by ``model_id`` (error rows left out)."""
-    keep = pc.and_(pc.equal(batch.column("model_id"), model_id),
-                   pc.is_valid(batch.column("raw_score")))
+    """The photos of ``batch`` scored by ``model_id``: error rows and other kinds of
+    picture (icons, screenshots, ...) left out, as ``memo export`` leaves them out."""
+    kind = batch.column("kind")
+    keep = pc.and_(pc.and_(pc.equal(batch.column("model_id"), model_id),
+                           pc.is_valid(batch.column("raw_score"))),
+                   pc.or_kleene(pc.is_null(kind), pc.equal(kind, PHOTO)))
     return batch.filter(keep)
 
 

@@ -27,6 +27,7 @@ from .errors import MemoError
 _CHUNK = 500  # rows per lookup of kept scores (SQLite's variable limit is far above)
 _COLUMNS = ["sha256", "path", "size", "mtime_ns", "raw_score", "model_id", "width",
             "height", "taken_at", "camera", "error"]
+_OPTIONAL = ["kind"]  # not in the first memo batch outputs: then described on next scan
 
 
 def is_parquet_source(source: str | os.PathLike) -> bool:
@@ -62,8 +63,9 @@ def _rows(source: str) -> Iterator[list[dict]]:
         if missing:
             raise MemoError(f"{path}: not a memo batch output (no "
                             f"{', '.join(missing)} column)")
-        for batch in reader.iter_batches(batch_size=_CHUNK, columns=_COLUMNS):
-            yield batch.to_pylist()
+        optional = [c for c in _OPTIONAL if c in reader.schema_arrow.names]
+        for batch in reader.iter_batches(batch_size=_CHUNK, columns=_COLUMNS + optional):
+            yield [{"kind": None} | row for row in batch.to_pylist()]
 
 
 def _finite(value) -> bool:
@@ -101,9 +103,9 @@ def import_parquet(cache: Cache, source: str | os.PathLike, tolerance: float,
                 "VALUES (?, ?, ?, ?)",
                 [(r["sha256"], r["model_id"], r["raw_score"], now) for r in good]).rowcount
             added["images"] += conn.executemany(
-                "INSERT OR IGNORE INTO images (content_hash, width, height, taken_at, camera) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(r["sha256"], r["width"], r["height"], r["taken_at"], r["camera"])
+                "INSERT OR IGNORE INTO images (content_hash, width, height, taken_at, camera, "
+                "kind) VALUES (?, ?, ?, ?, ?, ?)",
+                [(r["sha256"], r["width"], r["height"], r["taken_at"], r["camera"], r["kind"])
                  for r in good]).rowcount
             local = [r for r in good if "://" not in r["path"] and os.path.isabs(r["path"])]
             added["files"] += conn.executemany(

@@ -79,27 +79,38 @@ def scored(ray_address, library, checkpoint, tmp_path_factory):
     return dest, batch_rows(dest), result
 
 
-def export_rows(library: Path, checkpoint: Path, cache: Path, out: Path) -> dict[str, dict]:
-    invoke(["export", str(library), str(out), "-w", str(checkpoint), "--cache", str(cache),
-            *SCORING, "-s"], code=1)  # 1: the corrupt file
+def export_rows(library: Path, checkpoint: Path, cache: Path, out: Path,
+                include_all: bool = False) -> dict[str, dict]:
+    """`memo export` of the library: every picture, or (as by default outside the tests,
+    whose conftest sets $MEMO_INCLUDE_ALL) the photos alone."""
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("MEMO_INCLUDE_ALL", raising=False)
+        invoke(["export", str(library), str(out), "-w", str(checkpoint), "--cache",
+                str(cache), *SCORING, "-s", *["--include-all"] * include_all],
+               code=1)  # 1: the corrupt file
     with open(out, newline="") as f:
         return {os.path.abspath(r["path"]): r for r in csv.DictReader(f)}
 
 
 @pytest.fixture(scope="module")
-def exported(library, checkpoint, tmp_path_factory) -> tuple[dict[str, dict], Path]:
-    """`memo export` of the library scored directly: its rows by path, and the CSV file."""
+def exported(library, checkpoint, tmp_path_factory) -> dict[str, tuple[dict[str, dict], Path]]:
+    """`memo export` of the library scored directly, of every picture (``all``) and of
+    the photos alone, as it ranks by default (``photos``): rows by path, the CSV file."""
     work = tmp_path_factory.mktemp("export")
+    out = {}
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MEMO_HOME", str(work / "memo-home"))
-        return export_rows(library, checkpoint, work / "c.db", work / "ranks.csv"), \
-            work / "ranks.csv"
+        for name, include_all in (("all", True), ("photos", False)):
+            csv_file = work / f"{name}.csv"
+            out[name] = (export_rows(library, checkpoint, work / "c.db", csv_file, include_all),
+                         csv_file)
+    return out
 
 
 @pytest.mark.slow
 def test_every_score_equals_memo_exports(scored, library, exported):
     dest, rows, _ = scored
-    by_path, _ = exported
+    by_path, _ = exported["all"]
     ok = {r["path"]: r for r in rows if r["error"] is None}
     assert len(rows) == len(list(p for p in library.rglob("*") if p.is_file())) >= 95
     assert set(ok) == set(by_path)
@@ -107,6 +118,7 @@ def test_every_score_equals_memo_exports(scored, library, exported):
         assert abs(row["raw_score"] - float(by_path[path]["raw_score"])) <= 1e-6, path
         assert row["model_id"] == by_path[path]["model_id"]
         assert row["sha256"] == by_path[path]["content_hash"]
+        assert row["kind"] == by_path[path]["kind"]
         assert (row["width"], row["height"]) == (int(by_path[path]["width"]),
                                                  int(by_path[path]["height"]))
         assert row["size"] == os.stat(path).st_size
@@ -130,7 +142,7 @@ def test_rank_matches_memo_exports_ranking(scored, exported):
 
     dest, rows, _ = scored
     ranked = pq.read_table(dest / "ranked").to_pylist()
-    by_path, _ = exported
+    by_path, _ = exported["photos"]
     assert sorted(r["rank"] for r in ranked) == list(range(1, len(by_path) + 1))
     for row in ranked:
         theirs = by_path[row["path"]]
@@ -142,7 +154,7 @@ def test_rank_matches_memo_exports_ranking(scored, exported):
 def test_parquet_merged_into_a_cache_exports_as_scoring_directly(scored, library, checkpoint,
                                                                   exported, tmp_path):
     dest, _, _ = scored
-    _, direct = exported
+    _, direct = exported["photos"]
     merged_cache = tmp_path / "merged.db"
     result = invoke(["cache", "merge", str(dest), "--into", str(merged_cache)])
     assert "added" in result.output

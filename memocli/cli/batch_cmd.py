@@ -33,8 +33,8 @@ INSTALL_HINT = "memo batch needs Ray Data, pyarrow and polars: pip install 'memo
               help="Least rows per Parquet file (an interrupted run redoes at most this "
                    "many photos per writer).")
 @click.option("--rank", is_flag=True,
-              help="Also write DEST/ranked/: every scored photo of this model with rank "
-                   "and percentile columns (a global sort on the cluster).")
+              help="Also write DEST/ranked/: every scored photo of this model (kind "
+                   "photo) with rank and percentile columns (a global sort on the cluster).")
 @click.option("--address", default=None, envvar="RAY_ADDRESS",
               help="Ray cluster to join [default: $RAY_ADDRESS, else a local Ray].")
 @click.option("--hidden", is_flag=True,
@@ -46,7 +46,8 @@ def batch(source, dest, weights, device, precision, engine, batch_size, actors,
 
     SOURCE is a folder, a glob ('/archive/**/*.jpg'), a URI (s3://, gs://, ...) or a
     manifest (.parquet or .csv with a 'path' column). One row per photo: sha256, path,
-    size, mtime_ns, score, raw_score, model_id, width, height, taken_at, camera, error.
+    size, mtime_ns, score, raw_score, model_id, width, height, taken_at, camera, kind,
+    error.
     A photo that cannot be read is a row with its error; the exit status is then 1.
     Run again to score only what DEST lacks for this model. `memo cache merge DEST`
     brings the scores back to `memo export`, `memo report` and bursts.
