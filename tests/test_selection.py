@@ -35,6 +35,25 @@ def test_a_diverse_top_passes_over_look_alikes_for_the_next_best_other_photo():
     assert names(diverse(ranked, 3, trade_off=1.0))[:3] == ["food0", "food1", "food2"]
 
 
+def test_the_best_photo_of_a_kind_that_scores_lower_makes_the_diverse_top():
+    # Twelve plates of food score above twelve landscapes (people remember close-ups
+    # better); their features differ by kind, with a little noise within each kind.
+    rng = np.random.default_rng(0)
+
+    def kind_photo(name, raw, direction):
+        vector = (np.eye(8)[direction] + rng.normal(0, 0.05, 8)).astype("<f2")
+        return ScoredFile(name, f"/{name}", name, raw, ImageMeta(100, 100, None, None, "photo"),
+                          vector.tobytes())
+
+    foods = [kind_photo(f"food{i}", 0.90 - i / 100, 0) for i in range(12)]
+    scenes = [kind_photo(f"scene{i}", 0.60 - i / 100, 1) for i in range(12)]
+    ranked = rank(scenes + foods)
+    assert names(arrange(ranked, 3, None)) == ["food0", "food1", "food2"]
+    picks = names(diverse(ranked, 3))[:3]
+    assert picks[0] == "food0" and "scene0" in picks  # the best landscape, not any landscape
+    assert {p[:4] for p in picks} == {"food", "scen"}
+
+
 def test_the_diverse_order_is_deterministic_and_ties_go_to_the_better_rank():
     files = [photo(f"same{i}", 0.8, i % 2) for i in range(6)]  # equal scores, two looks
     ranked = rank(files)
