@@ -207,6 +207,22 @@ def test_a_manifest_names_the_photos(ray_address, library, checkpoint, scored, t
     assert "gone.jpg" in result.output
 
 
+@pytest.mark.slow
+def test_a_uri_glob_goes_through_pyarrows_file_systems(ray_address, library, checkpoint,
+                                                       scored, tmp_path):
+    dest = tmp_path / "scores"
+    invoke(["batch", f"file://{library}/d1/*.jpg", "--out", f"file://{dest}", "-w",
+            str(checkpoint), *SCORING, "-s"])
+    rows = batch_rows(dest)
+    before = {r["path"]: r for r in scored[1]}
+    assert sorted(r["path"] for r in rows) == [f"file://{p}" for p in
+                                               sorted((library / "d1").glob("*.jpg"))]
+    for row in rows:
+        twin = before[row["path"].removeprefix("file://")]
+        assert row["raw_score"] == pytest.approx(twin["raw_score"], abs=1e-6)
+        assert row["sha256"] == twin["sha256"] and row["size"] == twin["size"]
+
+
 def test_without_ray_one_line_says_what_to_install(tmp_path):
     code = ("import sys; sys.modules['ray'] = None; from memocli.cli import cli; "
             f"cli(['batch', {str(tmp_path)!r}, '--out', {str(tmp_path / 'o')!r}])")
