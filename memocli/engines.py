@@ -11,24 +11,25 @@ The converted network is kept as OpenVINO IR under :func:`engine_cache_dir`, nam
 checkpoint digest and the OpenVINO version and checked before every use
 (:mod:`memocli.ov_store`), so the conversion is paid once per model and machine.
 
-OpenVINO sends anonymous usage data to Google Analytics by default, from ``import openvino``
-on, and writes a client id under ``~/intel``. memo sends nothing anywhere: it imports
-OpenVINO through :func:`import_openvino`, which hides the telemetry package so that OpenVINO
-falls back to its own no-op stub."""
+OpenVINO itself is imported, telemetry off, through :mod:`memocli.openvino_runtime` (whose
+names this module re-exports)."""
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import logging
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import ov_store
 from .errors import MemoError
+from .openvino_runtime import (  # noqa: F401  (re-exported: memo's one way to OpenVINO)
+    import_openvino,
+    openvino_core,
+    openvino_installed,
+    openvino_version,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -42,33 +43,6 @@ log = logging.getLogger(__name__)
 
 #: ``--engine`` choices; see :func:`pick_engine`.
 ENGINES = ("auto", "torch", "openvino")
-
-def import_openvino():
-    """The ``openvino`` module, imported with its usage telemetry off (see above)."""
-    if "openvino" not in sys.modules:
-        sys.modules.setdefault("openvino_telemetry", None)  # import fails -> OpenVINO's stub
-    import openvino
-
-    return openvino
-
-
-@functools.cache
-def openvino_core():
-    """The process's one OpenVINO ``Core``, shared by every converted network: OpenVINO
-    expects one per application, and a Core per model has crashed processes that load many
-    (openvinotoolkit/openvino#35338, ultralytics/ultralytics#25864)."""
-    return import_openvino().Core()
-
-
-def openvino_version() -> str:
-    """``'2026.4.1'``: the installed OpenVINO's release, without its build tag."""
-    return import_openvino().__version__.split("-")[0]
-
-
-def openvino_installed() -> bool:
-    """True when the ``openvino`` package can be imported (checked without importing it)."""
-    return importlib.util.find_spec("openvino") is not None
-
 
 def pick_engine(requested: str, device: torch.device, dtype_name: str) -> str:
     """``torch`` or ``openvino`` for scoring on ``device`` in ``dtype_name``.

@@ -60,7 +60,7 @@ def name_outputs(network: Any, blocks: int) -> None:
 def _cut(network: Any, inputs: list[str], outputs: list[str]) -> Any:
     """The part of ``network`` that computes ``outputs`` from the network input and
     ``inputs`` (names of outputs, each made a new parameter)."""
-    from .engines import import_openvino
+    from .openvino_runtime import import_openvino
 
     ov = import_openvino()
     part = network.clone()
@@ -116,7 +116,7 @@ class CompiledVNet:
 
     def __init__(self, network: Any, precision: Precision, stage_blocks: tuple[int, ...],
                  compiled_cache: Path | None = None):
-        from .engines import openvino_core
+        from .openvino_runtime import openvino_core
 
         threads = default_threads()
         self.last = pooled_name(sum(stage_blocks) - 1)

@@ -120,7 +120,7 @@ def save(network: Any, folder: Path, stem: str, facts: dict[str, Any]) -> bool:
     """Save ``network`` as ``stem`` in ``folder`` with its manifest (``facts`` plus the
     files' checksums): all or nothing, on disk before it counts. A failure only costs the
     conversion next time (False)."""
-    from .engines import import_openvino
+    from .openvino_runtime import import_openvino
 
     tmp = folder / f"{stem}.tmp-{socket.gethostname().replace('.', '_')}-{os.getpid()}.xml"
     written = [tmp, tmp.with_suffix(".bin"), tmp.with_suffix(".json")]
