@@ -41,6 +41,11 @@ from .shard import Shard
 log = logging.getLogger(__name__)
 
 HASH_BATCH = 64  # files hashed (and committed) per transaction
+#: The most photos scored without torch (:meth:`ModelSource.scorer`). There, start-up
+#: decides (about 5 s less); a longer job goes faster through the Predictor, which decodes
+#: in worker processes (200 new LNSIM photos, two alternating runs each: 28-41 s torch-free
+#: against 16-30 s; docs/performance.md).
+TORCH_FREE_PHOTOS = 64
 _IO_THREADS = 4  # hashing and header reading are I/O bound and release the GIL
 
 
@@ -118,10 +123,12 @@ class ModelSource:
         if self.model_id is None:
             self.load()
 
-    def scorer(self):
-        """What scores photos: the network converted for the remembered model id, when it
-        is on disk and intact (no torch: :mod:`memocli.ov_scorer`), else :meth:`load`'s
-        Predictor."""
+    def scorer(self, photos: int):
+        """What scores ``photos`` photos: for up to :data:`TORCH_FREE_PHOTOS`, the network
+        converted for the remembered model id, when it is on disk and intact (no torch:
+        :mod:`memocli.ov_scorer`); else :meth:`load`'s Predictor."""
+        if photos > TORCH_FREE_PHOTOS:
+            return self.load()
         if self._predictor is None and self._scorer is None and self.keep_engines:
             from .ov_scorer import OpenVINOScorer
 
@@ -255,7 +262,7 @@ def _model_stage(cache: Cache, source: ModelSource, entries: list[_Entry],
             by_hash.setdefault(e.content_hash, []).append(e)
     if not by_hash:
         return 0, 0
-    predictor = source.scorer()
+    predictor = source.scorer(len(by_hash))
     hashes = list(by_hash)
     paths = [Path(by_hash[h][0].found.path) for h in hashes]
     scored = scored_files = 0

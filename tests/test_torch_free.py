@@ -90,3 +90,18 @@ def test_without_a_converted_network_torch_is_needed(make_photos, tiny_checkpoin
     folder = make_photos(2)[0].parent
     run = memo_without_torch("score", str(folder), "-w", str(tiny_checkpoint))
     assert run.returncode != 0 and "blocked" in run.stderr
+
+
+def test_long_jobs_go_through_the_predictor(converted, tiny_checkpoint, tmp_path):
+    """Past TORCH_FREE_PHOTOS photos the Predictor's decoding processes win over start-up."""
+    from memocli.cache import Cache
+    from memocli.ov_scorer import OpenVINOScorer
+    from memocli.predictor import Predictor
+    from memocli.score import TORCH_FREE_PHOTOS, ModelSource
+
+    with Cache(tmp_path / "memo-home" / "memo.db") as cache:
+        device = os.environ["MEMO_DEVICE"]  # as the CLI ran (the remembered setup)
+        assert isinstance(ModelSource(tiny_checkpoint, cache, device).scorer(2),
+                          OpenVINOScorer)
+        source = ModelSource(tiny_checkpoint, cache, device)
+        assert isinstance(source.scorer(TORCH_FREE_PHOTOS + 1), Predictor)
