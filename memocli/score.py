@@ -41,11 +41,8 @@ from .shard import Shard
 log = logging.getLogger(__name__)
 
 HASH_BATCH = 64  # files hashed (and committed) per transaction
-#: The most photos scored without torch (:meth:`ModelSource.scorer`). There, start-up
-#: decides (about 5 s less); a longer job goes faster through the Predictor, which decodes
-#: in worker processes (200 new LNSIM photos, two alternating runs each: 28-41 s torch-free
-#: against 16-30 s; docs/performance.md).
-TORCH_FREE_PHOTOS = 64
+#: The most photos scored without torch; more go faster through the Predictor's decoding
+TORCH_FREE_PHOTOS = 64  # processes (docs/performance.md, "Longer jobs keep the Predictor")
 _IO_THREADS = 4  # hashing and header reading are I/O bound and release the GIL
 
 
@@ -124,16 +121,13 @@ class ModelSource:
             self.load()
 
     def scorer(self, photos: int):
-        """What scores ``photos`` photos: for up to :data:`TORCH_FREE_PHOTOS`, the network
-        converted for the remembered model id, when it is on disk and intact (no torch:
-        :mod:`memocli.ov_scorer`); else :meth:`load`'s Predictor."""
-        if photos > TORCH_FREE_PHOTOS:
-            return self.load()
-        if self._predictor is None and self._scorer is None and self.keep_engines:
+        """For up to :data:`TORCH_FREE_PHOTOS` photos, the remembered id's converted network
+        if intact (:mod:`memocli.ov_scorer`, no torch); else :meth:`load`'s Predictor."""
+        if photos <= TORCH_FREE_PHOTOS and self.keep_engines and not self._predictor:
             from .ov_scorer import OpenVINOScorer
 
-            self._scorer = OpenVINOScorer.for_model(self.model_id, self.path)
-        return self._scorer or self.load()
+            self._scorer = self._scorer or OpenVINOScorer.for_model(self.model_id, self.path)
+        return self._scorer if photos <= TORCH_FREE_PHOTOS and self._scorer else self.load()
 
     def load(self):
         """The :class:`~memocli.predictor.Predictor` (loaded once; imports torch)."""
