@@ -198,3 +198,22 @@ def test_two_connections_write_in_turn(tmp_path):
         b.record_scores("m", [("h2", 0.2)])
         assert a.info()["rows"]["scores"] == 2
     assert sqlite3.connect(path).execute("SELECT count(*) FROM scores").fetchone()[0] == 2
+
+
+def test_an_upgraded_cache_scores_tiffs_again_and_keeps_other_scores(tmp_path, monkeypatch):
+    """Before m009 a 32-bit float TIFF was scored as a black image, under an unchanged
+    model id; the upgrade forgets TIFF scores only."""
+    path = tmp_path / "m.db"
+    names = [m.__name__ for m in cache_mod.MIGRATIONS]
+    monkeypatch.setattr(cache_mod, "MIGRATIONS",
+                        cache_mod.MIGRATIONS[:names.index("m009_rescore_tiffs")])
+    with Cache(path) as c:
+        c.record_files([("/p/float.TIF", "tif", 1, 1), ("/p/deep.tiff", "tiff", 1, 1),
+                        ("/p/a.jpg", "jpg", 1, 1)])
+        c.record_scores("m", [("tif", 0.1), ("tiff", 0.2), ("jpg", 0.5)],
+                        [(h, b"\0\0" * 4) for h in ("tif", "tiff", "jpg")])
+    monkeypatch.undo()
+    with Cache(path) as c:
+        known = c.lookup_contents(["tif", "tiff", "jpg"], "m")
+        assert {h: k.score for h, k in known.items() if k.score is not None} == {"jpg": 0.5}
+        assert set(c.features(["tif", "tiff", "jpg"], "m")) == {"jpg"}

@@ -93,6 +93,17 @@ def m008_image_kinds(db: sqlite_utils.Database) -> None:
     db.table("images").add_column("kind", str)
 
 
+def m009_rescore_tiffs(db: sqlite_utils.Database) -> None:
+    """Forget the scores and features of TIFF contents: memo before this migration decoded
+    32-bit float TIFFs as black and clipped 32-bit integer ones (the model id did not
+    change, since no other photo's pixels did), so they are scored once more. Other
+    formats keep theirs."""
+    tiffs = ("SELECT content_hash FROM files WHERE lower(path) LIKE '%.tif' "
+             "OR lower(path) LIKE '%.tiff'")
+    for table in ("scores", "features"):
+        db.execute(f"DELETE FROM {table} WHERE content_hash IN ({tiffs})")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_scores_and_files,
     m002_images,
@@ -102,6 +113,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m006_checkpoint_engines,
     m007_failures,
     m008_image_kinds,
+    m009_rescore_tiffs,
 ]
 
 
