@@ -43,6 +43,8 @@ def _sigterm_as_interrupt(stopped_by: list[int]):
     (128 + 15). Only in the main thread, where Python runs signal handlers."""
     def stop(signum, frame):
         stopped_by[0] = signum
+        if hasattr(signal, "SIGCHLD"):  # the signal also ended the group's decode workers:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # torch's handler would say so
         raise KeyboardInterrupt
 
     try:
