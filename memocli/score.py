@@ -41,8 +41,6 @@ from .shard import Shard
 log = logging.getLogger(__name__)
 
 HASH_BATCH = 64  # files hashed (and committed) per transaction
-#: The most photos scored without torch; more go faster through the Predictor's decoding
-TORCH_FREE_PHOTOS = 64  # processes (docs/performance.md, "Longer jobs keep the Predictor")
 _IO_THREADS = 4  # hashing and header reading are I/O bound and release the GIL
 
 
@@ -120,14 +118,14 @@ class ModelSource:
         if self.model_id is None:
             self.load()
 
-    def scorer(self, photos: int):
-        """For up to :data:`TORCH_FREE_PHOTOS` photos, the remembered id's converted network
-        if intact (:mod:`memocli.ov_scorer`, no torch); else :meth:`load`'s Predictor."""
-        if photos <= TORCH_FREE_PHOTOS and self.keep_engines and not self._predictor:
+    def scorer(self):
+        """The remembered id's converted network if intact (:mod:`memocli.ov_scorer`, no
+        torch); else :meth:`load`'s Predictor."""
+        if self.keep_engines and not self._predictor:
             from .ov_scorer import OpenVINOScorer
 
             self._scorer = self._scorer or OpenVINOScorer.for_model(self.model_id, self.path)
-        return self._scorer if photos <= TORCH_FREE_PHOTOS and self._scorer else self.load()
+        return self._scorer if self._scorer is not None else self.load()
 
     def load(self):
         """The :class:`~memocli.predictor.Predictor` (loaded once; imports torch)."""
@@ -256,7 +254,7 @@ def _model_stage(cache: Cache, source: ModelSource, entries: list[_Entry],
             by_hash.setdefault(e.content_hash, []).append(e)
     if not by_hash:
         return 0, 0
-    predictor = source.scorer(len(by_hash))
+    predictor = source.scorer()
     hashes = list(by_hash)
     paths = [Path(by_hash[h][0].found.path) for h in hashes]
     scored = scored_files = 0

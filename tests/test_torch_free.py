@@ -92,16 +92,18 @@ def test_without_a_converted_network_torch_is_needed(make_photos, tiny_checkpoin
     assert run.returncode != 0 and "blocked" in run.stderr
 
 
-def test_long_jobs_go_through_the_predictor(converted, tiny_checkpoint, tmp_path):
-    """Past TORCH_FREE_PHOTOS photos the Predictor's decoding processes win over start-up."""
+def test_jobs_of_any_size_score_without_torch(converted, tiny_checkpoint, tmp_path):
+    """The converted network scores whatever the number of photos (its decoding threads
+    beat the Predictor's worker processes once torch's start-up counts:
+    docs/performance.md, "Every job skips torch"); --no-cache keeps the Predictor."""
     from memocli.cache import Cache
     from memocli.ov_scorer import OpenVINOScorer
     from memocli.predictor import Predictor
-    from memocli.score import TORCH_FREE_PHOTOS, ModelSource
+    from memocli.score import ModelSource
 
     with Cache(tmp_path / "memo-home" / "memo.db") as cache:
         device = os.environ["MEMO_DEVICE"]  # as the CLI ran (the remembered setup)
-        assert isinstance(ModelSource(tiny_checkpoint, cache, device).scorer(2),
-                          OpenVINOScorer)
+        assert isinstance(ModelSource(tiny_checkpoint, cache, device).scorer(), OpenVINOScorer)
         source = ModelSource(tiny_checkpoint, cache, device)
-        assert isinstance(source.scorer(TORCH_FREE_PHOTOS + 1), Predictor)
+        source.keep_engines = False
+        assert isinstance(source.scorer(), Predictor)
