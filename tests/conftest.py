@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,3 +100,18 @@ def invoke(args: list[str], code: int = 0) -> Result:
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == code, f"exit {result.exit_code}\n{result.output}"
     return result
+
+
+def score_in_a_fresh_process(args: list[str]) -> tuple[list[dict], bool]:
+    """``memo score ARGS --json -s`` in a new Python process: its rows, and whether it
+    imported torch (a process of its own, since this one has torch loaded)."""
+    code = (
+        "import sys\nfrom memocli.cli import cli\n"
+        f"cli(['score', *{[str(a) for a in args]!r}, '-s', '--json'], standalone_mode=False)\n"
+        "print('torch loaded' if 'torch' in sys.modules else 'no torch')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    rows, said = proc.stdout.rsplit("\n", 2)[:2]
+    assert said in ("no torch", "torch loaded"), proc.stdout + proc.stderr
+    return json.loads(rows), said == "torch loaded"

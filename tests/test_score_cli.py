@@ -3,12 +3,10 @@
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import invoke, tiny_checkpoint_at, write_photo
+from conftest import invoke, score_in_a_fresh_process, tiny_checkpoint_at, write_photo
 
 from memocli import checkpoint, score
 from memocli.cache import Cache
@@ -91,16 +89,10 @@ def test_cached_rescan_does_not_import_torch(tmp_path, make_photos, tiny_checkpo
     photos = make_photos(3)
     db = tmp_path / "c.db"
     first, _ = score_json(photos[0].parent, tiny_checkpoint, db)
-    code = (
-        "import json, sys\nfrom memocli.cli import cli\n"
-        f"cli(['score', {str(photos[0].parent)!r}, '-s', '--json', '-w', "
-        f"{str(tiny_checkpoint)!r}, '--cache', {str(db)!r}], standalone_mode=False)\n"
-        "print('torch loaded' if 'torch' in sys.modules else 'no torch')\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, env={**os.environ, "MEMO_DEVICE": "cpu"})
-    assert proc.stdout.strip().endswith("no torch"), proc.stdout + proc.stderr
-    assert json.loads(proc.stdout.rsplit("\n", 2)[0]) == first
+    again, torch_loaded = score_in_a_fresh_process(
+        [photos[0].parent, "-w", tiny_checkpoint, "--cache", db])
+    assert not torch_loaded
+    assert again == first
 
 
 def test_renamed_file_is_not_rescored_but_an_edited_one_is(

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import invoke, write_photo
+from conftest import invoke, score_in_a_fresh_process, write_photo
 
 from memocli import device, setup_key
 from memocli.model_id import family_of
@@ -143,16 +143,10 @@ def test_a_cached_rescan_with_every_choice_on_auto_imports_no_torch(tmp_path, ti
     lib, db = make_photos(2)[0].parent, tmp_path / "c.db"
     auto = ["--device", "auto", "--precision", "auto", "--engine", "auto"]
     first, _ = score(lib, tiny_checkpoint, db, *auto)
-    code = (
-        "import json, sys\nfrom memocli.cli import cli\n"
-        f"cli(['score', {str(lib)!r}, '-s', '--json', '-w', {str(tiny_checkpoint)!r}, "
-        f"'--cache', {str(db)!r}, *{auto!r}], standalone_mode=False)\n"
-        "print('torch loaded' if 'torch' in sys.modules else 'no torch')\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
-    assert proc.stdout.strip().endswith("no torch"), proc.stdout + proc.stderr
-    again = {os.path.basename(r["path"]): r for r in json.loads(proc.stdout.rsplit("\n", 2)[0])}
+    rows, torch_loaded = score_in_a_fresh_process([lib, "-w", tiny_checkpoint, "--cache", db,
+                                                   *auto])
+    assert not torch_loaded
+    again = {os.path.basename(r["path"]): r for r in rows}
     assert again == first
 
 
