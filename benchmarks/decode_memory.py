@@ -40,7 +40,7 @@ def measure(mode: str, paths: list[Path]) -> None:
     from memocli.pixel_budget import PixelBudget
 
     if mode == "unbounded":
-        data.DECODE_BUDGET = PixelBudget(10**12)
+        decode.DECODE_BUDGET = PixelBudget(10**12)
     with ThreadPoolExecutor(2) as pool:
         sizes = list(pool.map(lambda p: decode.load_image(p, 256).size, paths))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

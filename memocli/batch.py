@@ -21,8 +21,8 @@ import logging
 import math
 import os
 import tempfile
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from . import ov_store
 from .errors import MemoError
-from .openvino_runtime import (  # noqa: F401  (re-exported: memo's one way to OpenVINO)
+from .openvino_runtime import (  # also re-exported: memo's one way to OpenVINO
     import_openvino,
     openvino_core,
     openvino_installed,
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
     from .model import VNet
     from .ov_network import CompiledVNet
-    from .precision import Precision
     from .precision import Precision
 
 log = logging.getLogger(__name__)

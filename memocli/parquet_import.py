@@ -15,9 +15,8 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
-from pathlib import Path
-
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .cache import Cache
 from .cache.connection import transaction

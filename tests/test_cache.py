@@ -12,9 +12,9 @@ from conftest import invoke
 
 from memocli.cache import Cache, CheckpointSetup, ImageMeta
 from memocli.cache import migrations as cache_mod
-from memocli.folders import default_cache_path
 from memocli.cli import cli
 from memocli.errors import MemoError
+from memocli.folders import default_cache_path
 
 
 def test_schema_is_the_documented_one(tmp_path):

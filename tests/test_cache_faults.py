@@ -18,8 +18,8 @@ import sqlite_utils
 from click.testing import CliRunner
 from conftest import write_photo
 
-from memocli.cache import store as cache_mod
 from memocli.cache import Cache, CheckpointSetup, ImageMeta
+from memocli.cache import store as cache_mod
 from memocli.cli import cli
 from memocli.errors import MemoError
 from memocli.merge import merge_caches

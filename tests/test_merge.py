@@ -6,9 +6,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import interrupting, invoke, write_photo
 
-from memocli.cache import migrations as cache_mod
 from memocli import merge as merge_mod
 from memocli.cache import Cache, ImageMeta
+from memocli.cache import migrations as cache_mod
 from memocli.cli import cli
 from memocli.errors import MemoError
 from memocli.merge import merge_caches

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy
 import pytest
 import torch
-from PIL import Image
 from photo_formats import exif_bytes, write_dng, write_heic
+from PIL import Image
 
 from memocli.data import eval_transform
 from memocli.decode import load_image

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import click
 
-from .options import (WEIGHTS_HELP, WeightsType, device_option, echo_err, engine_option,
-                      precision_option, silent_option)
+from .options import (
+    WEIGHTS_HELP,
+    WeightsType,
+    device_option,
+    echo_err,
+    engine_option,
+    precision_option,
+    silent_option,
+)
 
 INSTALL_HINT = "memo batch needs Ray Data, pyarrow and polars: pip install 'memocli[ray]'"
 

@@ -79,8 +79,8 @@ def explain(inputs, out, beside, layer, alpha, side_by_side, heatmap_only, hidde
       memo explain *.jpg --layer layer4 --alpha 0.5 --side-by-side
       memo explain img.jpg --heatmap-only --layer layer3 --out maps/
     """
-    from ..explain import DEFAULT_FOLDER, explain_files
     from ..ensemble import load_predictor
+    from ..explain import DEFAULT_FOLDER, explain_files
     from ..files import default_weights_path
 
     if side_by_side and heatmap_only:

@@ -86,7 +86,8 @@ def fit_mixer(checkpoint, scene, other, fold, val_frac, alpha, beta, out, force,
     from ..checkpoint import load_checkpoint, save_checkpoint
     from ..device import pick_device
     from ..features import FeatureBank
-    from ..mixer_fit import MixerRecipe, fit_mixer as fit
+    from ..mixer_fit import MixerRecipe
+    from ..mixer_fit import fit_mixer as fit
     from ..sources import load_source_splits
 
     out_path = _new_file(out, force)

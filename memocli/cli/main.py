@@ -80,8 +80,19 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from . import (agreement_cmd, batch_cmd, cache_cmds, explain_cmd, fit_cmds, models_cmd,
-                   report_cmd, score_cmds, train_cmds, watch_cmd, xmp_cmd)
+    from . import (
+        agreement_cmd,
+        batch_cmd,
+        cache_cmds,
+        explain_cmd,
+        fit_cmds,
+        models_cmd,
+        report_cmd,
+        score_cmds,
+        train_cmds,
+        watch_cmd,
+        xmp_cmd,
+    )
 
     for module in (train_cmds, fit_cmds, score_cmds, cache_cmds, explain_cmd, report_cmd,
                    models_cmd, xmp_cmd, agreement_cmd, watch_cmd, batch_cmd):

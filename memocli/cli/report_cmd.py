@@ -48,9 +48,9 @@ def report(inputs, out, n_heatmaps, title, diverse, trade_off, burst_seconds,
       memo report ~/Photos --burst-seconds 10 --title "Summer 2026"
       memo report ~/Photos --diverse --out varied.html
     """
+    from .. import selection
     from ..bursts import rank_bursts
     from ..files import check_output_file, os_reason, printable
-    from .. import selection
     from ..report import grad_cams, make_thumbs, write_report
 
     check_output_file(out)  # said now, not after scoring

@@ -205,8 +205,8 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
       memo evaluate lamem/ --split test_1 --weights runs/f1/best.pt --csv preds.csv
     """
     from ..data import load_split
-    from ..evaluation import evaluate_split, write_predictions
     from ..ensemble import load_predictor
+    from ..evaluation import evaluate_split, write_predictions
     from ..files import check_output_file, default_weights_path
 
     if csv_path:
