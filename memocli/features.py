@@ -45,7 +45,7 @@ def frozen_blocks(model: VNet, frozen_stages: int) -> int:
     return sum(len(getattr(model.backbone, s)) for s in STAGES[:frozen_stages])
 
 
-def cache_key(model: VNet, frozen_stages: int, device: torch.device) -> str:
+def cache_key(model: VNet, frozen_stages: int, computed_in: str) -> str:
     """Digest of everything a cached activation depends on (see the module docstring)."""
     cfg = model.cfg
     h = hashlib.sha256(json.dumps({
@@ -53,7 +53,7 @@ def cache_key(model: VNet, frozen_stages: int, device: torch.device) -> str:
         "input": [cfg.backbone, list(cfg.stage_blocks), cfg.input_size, list(cfg.mean),
                   list(cfg.std)],
         "frozen_stages": frozen_stages,
-        "computed_in": str(torch_dtype(Precision.training(device.type).dtype)),
+        "computed_in": str(torch_dtype(computed_in)),
         "stored_as": str(STORED_DTYPE),
     }).encode())
     frozen = ("conv1.", "bn1.", *(f"{s}." for s in STAGES[:frozen_stages]))
@@ -74,6 +74,9 @@ class FeatureBank:
     fine-tuning the last stages costs only their own compute. View 0 is the image, view 1
     its mirror.
 
+    ``precision`` is the training precision requested (:meth:`Precision.training`): what
+    the frozen stages compute in.
+
     With ``store`` (a folder), entries persist across runs in ``features-KEY.pt``
     (:func:`cache_key`); an entry is reused only while its image's size and modification
     time are unchanged.
@@ -81,14 +84,15 @@ class FeatureBank:
 
     def __init__(self, model: VNet, device: torch.device, batch_size: int = 32,
                  workers: int | None = None, silent: bool = False, frozen_stages: int = 4,
-                 store: Path | None = None, key: str | None = None):
+                 store: Path | None = None, key: str | None = None, precision: str = "auto"):
         self.model = model
         self.device = device
+        self.precision = Precision.training(device.type, precision)
         self.batch_size = batch_size
         self.workers = workers
         self.silent = silent
         self.frozen_stages = frozen_stages
-        self.key = key or cache_key(model, frozen_stages, device)
+        self.key = key or cache_key(model, frozen_stages, self.precision.dtype)
         self._pooled: dict[Path, torch.Tensor] = {}
         self._activations: dict[Path, torch.Tensor] = {}
         self._file = Path(store) / f"features-{self.key}.pt" if store else None
@@ -160,7 +164,7 @@ class FeatureBank:
         model.eval()
         done, entries = 0, {}
         partial = self.frozen_stages < len(STAGES)
-        precision = Precision.training(self.device.type)
+        precision = self.precision
         for images, _ in progress(loader, self.silent, desc="backbone features", unit="batch"):
             n = len(images)
             images = images.to(self.device, non_blocking=True)
@@ -200,8 +204,9 @@ class FeatureBanks:
     """
 
     def __init__(self, device: torch.device, batch_size: int = 32, workers: int | None = None,
-                 silent: bool = False, store: Path | None = None):
+                 silent: bool = False, store: Path | None = None, precision: str = "auto"):
         self.device = device
+        self.precision = Precision.training(device.type, precision).dtype
         self.batch_size = batch_size
         self.workers = workers
         self.silent = silent
@@ -210,8 +215,9 @@ class FeatureBanks:
 
     def bank(self, model: VNet, frozen_stages: int) -> FeatureBank:
         """The bank of ``model``'s first ``frozen_stages`` stages."""
-        key = cache_key(model, frozen_stages, self.device)
+        key = cache_key(model, frozen_stages, self.precision)
         if key not in self._banks:
             self._banks[key] = FeatureBank(model, self.device, self.batch_size, self.workers,
-                                           self.silent, frozen_stages, self.store, key)
+                                           self.silent, frozen_stages, self.store, key,
+                                           self.precision)
         return self._banks[key]

@@ -15,6 +15,10 @@ source and a mixer that passes the first head through. This fits a two-domain
 * the **other domain**: ``(1 - beta) * mean of the other heads + beta * first head``, the
   same way, to the other source's labels on its validation photos.
 
+A recipe may instead name each domain's blend head by head (``scene_blend``,
+``other_blend``: ``{head: weight}``, heads left out weigh 0), for models with more than one
+kind of other head (a scene-teacher head beside a teacher head, say).
+
 The backbone's pooled features come from :class:`~memocli.features.FeatureBank` (the
 image's first view, computed once, kept under a key of the frozen weights, preprocessing
 and dtype). Every step is deterministic: the same inputs give the same mixer.
@@ -41,6 +45,15 @@ class MixerRecipe:
     beta: float = 0.1  # the first head's share in the other domain
     l2: float = 1e-3  # the gate's L2 penalty
     gate_steps: int = 200  # L-BFGS iterations of the gate's fit
+    scene_blend: dict[str, float] | None = None  # head by head, instead of alpha
+    other_blend: dict[str, float] | None = None  # head by head, instead of beta
+
+    def blends(self, heads: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scene and other domains' blends ``[K]`` of the heads ``heads``."""
+        return (named_blend(heads, self.scene_blend) if self.scene_blend
+                else blend(len(heads), 1 - self.alpha),
+                named_blend(heads, self.other_blend) if self.other_blend
+                else blend(len(heads), self.beta))
 
 
 def first_views(bank: FeatureBank, items) -> torch.Tensor:
@@ -100,6 +113,16 @@ def blend(n_heads: int, first_share: float) -> torch.Tensor:
     return torch.tensor([first_share] + [rest] * (n_heads - 1), dtype=torch.float64)
 
 
+def named_blend(heads: tuple[str, ...], weights: dict[str, float]) -> torch.Tensor:
+    """``[K]``: each head's weight from ``weights`` (0 for heads it leaves out)."""
+    unknown = sorted(set(weights) - set(heads))
+    if unknown:
+        raise MemoError(f"the model has no head {unknown[0]!r} (its heads: {', '.join(heads)})")
+    if not any(weights.values()):
+        raise MemoError("a blend needs a head with a weight other than 0")
+    return torch.tensor([weights.get(h, 0.0) for h in heads], dtype=torch.float64)
+
+
 def fit_domain(model: VNet, domain: int, weights: torch.Tensor, ref: torch.Tensor,
                scores: torch.Tensor, targets: torch.Tensor) -> None:
     """Domain ``domain`` := the least-squares affine map to ``targets`` of the blend
@@ -141,12 +164,12 @@ def fit_mixer(model: VNet, scene: Splits, other: Splits, bank: FeatureBank,
     x = {("scene", part): first_views(bank, getattr(scene, part)) for part in ("train", "val")}
     x |= {("other", part): first_views(bank, getattr(other, part)) for part in ("train", "val")}
     fit_gate(model, x["scene", "train"], x["other", "train"], recipe)
-    n_heads = len(model.cfg.heads)
+    scene_blend, other_blend = recipe.blends(model.cfg.heads)
     ref = head_scores(model, x["other", "train"])
-    fit_domain(model, 0, blend(n_heads, 1 - recipe.alpha), ref,
-               head_scores(model, x["scene", "val"]), labels(scene.val))
-    fit_domain(model, 1, blend(n_heads, recipe.beta), ref,
-               head_scores(model, x["other", "val"]), labels(other.val))
+    fit_domain(model, 0, scene_blend, ref, head_scores(model, x["scene", "val"]),
+               labels(scene.val))
+    fit_domain(model, 1, other_blend, ref, head_scores(model, x["other", "val"]),
+               labels(other.val))
     report = {}
     c = model.block_channels[-1]
     for domain, splits in (("scene", scene), ("other", other)):

@@ -24,7 +24,7 @@ import numpy as np
 from . import ov_store
 from .decode import load_image, try_decode
 from .files import decode_threads
-from .model_id import family_of
+from .model_id import Variant, family_of, model_id
 from .ov_network import CompiledVNet
 from .precision import Precision
 from .preprocess import net_input
@@ -44,6 +44,35 @@ def _openvino_variant(model_id: str) -> tuple[str, str, str] | None:
     if dtype not in ("fp32", "bf16") or not engine.startswith("ov") or len(engine) < 3:
         return None
     return family.removesuffix(f"-p{PREPROCESSING_VERSION}"), dtype, engine[2:]
+
+
+def converted_model_id(checkpoint: Path, device: str, precision: str, engine: str
+                       ) -> str | None:
+    """The model id a Predictor would give ``checkpoint`` here, found without torch: the
+    converted network in ``engines/`` of the checkpoint's digest, for a run sure to score
+    with OpenVINO on the CPU (``device`` cpu, or auto with no GPU; ``engine`` auto or
+    openvino; a float32 or bfloat16 ``precision``). None otherwise, or when no such network
+    is there (the Predictor then decides). This lets a new cache start without torch."""
+    from .engines import engine_cache_dir, openvino_installed
+    from .files import hash_file
+    from .precision import compute_dtype
+    from .setup_key import gpu_facts, installed_release
+
+    if (checkpoint.suffix != ".pt" or engine not in ("auto", "openvino")
+            or device not in ("cpu", "auto") or (device == "auto" and gpu_facts() != "no gpu")
+            or not openvino_installed()):
+        return None
+    dtype = compute_dtype(precision, "cpu")
+    release = installed_release("openvino")
+    if dtype not in ("fp32", "bf16") or not release:
+        return None
+    digest = hash_file(checkpoint)[:16]
+    suffix = f"-{digest}-ov{release}.json"
+    stems = [p.name.removesuffix(".json") for p in engine_cache_dir().glob(f"*{suffix}")]
+    if len(stems) != 1:  # its files are checked when it is read (OpenVINOScorer.for_model)
+        return None
+    checkpoint_id = stems[0].removesuffix(f"-ov{release}")
+    return model_id(checkpoint_id, Variant(dtype, "cpu", "openvino", release))
 
 
 class OpenVINOScorer:

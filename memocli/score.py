@@ -92,7 +92,8 @@ class ModelSource:
 
     Its model id comes from the cache when the checkpoint file is unchanged since it was
     last loaded with the same ``device``, ``precision`` and ``engine`` on a machine where
-    they resolve alike (:func:`memocli.setup_key.setup_keys`; no hashing, no torch); the
+    they resolve alike (:func:`memocli.setup_key.setup_keys`; no hashing, no torch), or
+    else from its converted network (:func:`memocli.ov_scorer.converted_model_id`); the
     :class:`~memocli.predictor.Predictor` itself is built only on :meth:`load`. Once the
     run is over (``cache`` None: it may be closed) a load remembers nothing.
     """
@@ -113,6 +114,12 @@ class ModelSource:
                                      *setup_keys(device, precision, engine),
                                      PREPROCESSING_VERSION, st.st_size, st.st_mtime_ns)
         self.model_id = cache.checkpoint_model(self.setup)
+        if self.model_id is None and self.keep_engines:  # a new cache: the engines may know
+            from .ov_scorer import converted_model_id
+
+            self.model_id = converted_model_id(self.path, device, precision, engine)
+            if self.model_id is not None:
+                cache.remember_checkpoint(self.setup, self.model_id)
         self._predictor: Any = None
         self._scorer: Any = None
         if self.model_id is None:

@@ -53,6 +53,7 @@ class TrainConfig:
     augment: str = "flip"
     seed: int = 0
     workers: int | None = None
+    precision: str = "auto"  # Precision.training's dtype: fp32, bf16 or auto
 
 
 def seed_everything(seed: int) -> None:
@@ -79,10 +80,11 @@ def prepare(model: VNet, data: TrainingData, tcfg: TrainConfig, device: torch.de
         model.heads[name].requires_grad_(False)
     if model.mixer is not None:  # heads train on their own labels; the mixer is fitted apart
         model.mixer.requires_grad_(False)
-    banks = banks or FeatureBanks(device, tcfg.batch_size, tcfg.workers, silent)
+    banks = banks or FeatureBanks(device, tcfg.batch_size, tcfg.workers, silent,
+                                  precision=tcfg.precision)
     return training_path(model, data.train, data.train_sources(), data.n_images(),
                          tcfg.train_stages, tcfg.augment, device, tcfg.batch_size,
-                         tcfg.workers, tcfg.seed, banks)
+                         tcfg.workers, tcfg.seed, banks, tcfg.precision)
 
 
 def start_at_means(model: VNet, data: TrainingData, heads: list[str] | None = None) -> None:

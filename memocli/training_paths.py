@@ -90,6 +90,7 @@ class CachedActivations:
                  sources: torch.Tensor, batch_size: int, seed: int = 0):
         self.model = model
         self.bank = bank
+        self.precision = bank.precision
         self.batch_size = batch_size
         self.seed = seed
         n_frozen = frozen_blocks(model, bank.frozen_stages)
@@ -103,7 +104,8 @@ class CachedActivations:
         pooled_frozen, act = x
         device = next(self.model.parameters()).device
         act = None if act is None else act.to(device).float()
-        return (net or self.net)(pooled_frozen.to(device).float(), act)
+        with self.precision.autocast(device.type):
+            return (net or self.net)(pooled_frozen.to(device).float(), act).float()
 
     @staticmethod
     def _select(pooled, act, idx, views):
@@ -165,10 +167,11 @@ class FullImages:
 
     def __init__(self, model: VNet, train: list[LabeledImage], sources: torch.Tensor,
                  batch_size: int, workers: int | None, device: torch.device, augment: str,
-                 seed: int = 0):
+                 seed: int = 0, precision: str = "auto"):
         self.model = model
         self.net = _ImageNet(model)
         self.device = device
+        self.precision = Precision.training(device.type, precision)
         self.batch_size = batch_size
         self.seed = seed
         self.workers = default_workers(len(train), batch_size) if workers is None else workers
@@ -178,7 +181,7 @@ class FullImages:
             ImageScoreDataset(train, train_transform(cfg, augment), cfg.input_size), sources)
 
     def predict(self, x: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
-        with Precision.training(self.device.type).autocast(self.device.type):  # all of it
+        with self.precision.autocast(self.device.type):  # all of it
             return (net or self.net)(x.to(self.device, non_blocking=True)).float()
 
     def _loader(self, dataset, sampler=None) -> DataLoader:
@@ -225,15 +228,16 @@ def caches_activations(model: VNet, n_images: int, train_stages: int, augment: s
 def training_path(model: VNet, train: list[LabeledImage], sources: torch.Tensor,
                   n_images: int, train_stages: int, augment: str, device: torch.device,
                   batch_size: int, workers: int | None, seed: int,
-                  banks: FeatureBanks) -> TrainingPath:
+                  banks: FeatureBanks, precision: str = "auto") -> TrainingPath:
     """How ``model`` (its last ``train_stages`` stages unfrozen) meets ``train``.
 
     ``sources`` holds each training example's source (head) index; ``n_images`` is how many
     images the run will ever feed (training, validation and test), for the cache's size.
-    ``batch_size`` is the global batch, split between processes.
+    ``batch_size`` is the global batch, split between processes; ``precision`` is what
+    :meth:`Precision.training` resolves (the banks' own when activations are cached).
     """
     local = distributed.local_batch_size(batch_size)
     if caches_activations(model, n_images, train_stages, augment):
         bank = banks.bank(model, len(STAGES) - train_stages)
         return CachedActivations(model, bank, train, sources, local, seed)
-    return FullImages(model, train, sources, local, workers, device, augment, seed)
+    return FullImages(model, train, sources, local, workers, device, augment, seed, precision)

@@ -126,3 +126,21 @@ def test_refusals(two_heads, domains, tiny_checkpoint, tmp_path):
     (tmp_path / "taken.pt").write_bytes(b"mine")
     result = fit(two_heads, domains, tmp_path / "taken.pt", code=2)
     assert "exists" in result.output and (tmp_path / "taken.pt").read_bytes() == b"mine"
+
+
+def test_named_blends_weigh_each_head_as_given(two_heads, domains, tmp_path):
+    fit(two_heads, domains, tmp_path / "named.pt", "--scene-blend", "scenes=1",
+        "--other-blend", "pool=0.5,scenes=0")
+    after = load_checkpoint(tmp_path / "named.pt")
+    weight = after.model.mixer.weight.detach()
+    assert weight[0, 1] == 0 and weight[0, 0] != 0  # scene domain: the scenes head alone
+    assert weight[1, 0] == 0 and weight[1, 1] != 0  # other domain: the pool head alone
+    assert after.meta["training"]["mixer"]["scene_blend"] == {"scenes": 1.0}
+
+
+def test_a_blend_naming_no_head_is_refused_in_one_line(two_heads, domains, tmp_path):
+    result = fit(two_heads, domains, tmp_path / "x.pt", "--scene-blend", "lnsim=1", code=1)
+    assert "no head 'lnsim'" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x.pt").exists()
+    result = fit(two_heads, domains, tmp_path / "x.pt", "--other-blend", "pool", code=2)
+    assert "is not a blend" in result.output

@@ -33,11 +33,18 @@ def test_scoring_keeps_stem_stage1_and_heads_in_float32():
     assert bf16.segments(2, 3) == [Segment(2, 3, "bf16")]
 
 
-def test_training_reduces_everything_on_cuda_only():
+def test_training_reduces_everything_on_cuda_and_native_bf16_cpus(monkeypatch):
+    monkeypatch.setattr(device, "native_bf16_cpu", lambda: False)
     cuda, cpu = Precision.training("cuda"), Precision.training("cpu")
     assert cuda.segments(0, 2) == [Segment(0, 2, "bf16")] and cuda.heads_dtype == "bf16"
     assert cpu.segments() == [Segment(0, 4, "fp32")] and cpu.heads_dtype == "fp32"
     assert cuda.segments(0, 0) == [Segment(0, 0, "bf16")]  # no stage frozen: the stem alone
+    assert Precision.training("mps").dtype == "fp32"
+    monkeypatch.setattr(device, "native_bf16_cpu", lambda: True)
+    assert Precision.training("cpu").segments() == [Segment(0, 4, "bf16")]
+    assert Precision.training("cpu", "fp32").dtype == "fp32"  # asked for: kept
+    with pytest.raises(MemoError, match="fp32 or bf16"):
+        Precision.training("cpu", "fp16")
 
 
 @pytest.mark.parametrize(("requested", "device_type", "native", "expected"), [

@@ -72,6 +72,33 @@ def test_score_new_photos_without_torch(converted, tiny_checkpoint, tmp_path):
         assert got[name] == pytest.approx(value, abs=1e-6)
 
 
+def test_a_new_cache_starts_without_torch(converted, tiny_checkpoint, tmp_path):
+    """A cache that has never seen the checkpoint finds its model id in the converted
+    network's name (the checkpoint's digest), and remembers it; its scores are those of
+    the cache that loaded the checkpoint with torch."""
+    folder, _ = converted
+    fresh = tmp_path / "fresh.db"
+    run = memo_without_torch("score", str(folder), "-w", str(tiny_checkpoint), "--cache",
+                             str(fresh), "--json")
+    assert run.returncode == 0, run.stderr
+    expected = scores(invoke(["score", str(folder), "-w", str(tiny_checkpoint), "--json"]).stdout)
+    assert scores(run.stdout) == pytest.approx(expected, abs=1e-6)
+    again = memo_without_torch("score", str(folder), "-w", str(tiny_checkpoint), "--cache",
+                               str(fresh), "--json")
+    assert again.returncode == 0 and "3 scored now" not in again.stderr, again.stderr
+
+
+def test_a_new_cache_with_another_checkpoint_needs_torch(converted, tiny_checkpoint, tmp_path):
+    """No converted network of that digest: the id is not guessed, torch loads it."""
+    folder, _ = converted
+    other = tmp_path / "other.pt"
+    data = tiny_checkpoint.read_bytes()
+    other.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # another digest
+    run = memo_without_torch("score", str(folder), "-w", str(other), "--cache",
+                             str(tmp_path / "fresh.db"))
+    assert run.returncode != 0 and "blocked" in run.stderr
+
+
 @pytest.mark.parametrize("command", [["export", "{out}/ranks.csv"],
                                      ["report", "--heatmaps", "0", "--out", "{out}/r.html"],
                                      ["xmp"]])

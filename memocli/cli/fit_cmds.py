@@ -34,6 +34,18 @@ def _spec(ctx, param, value):
     return spec
 
 
+def _blend(ctx, param, value):
+    """``HEAD=W,...`` as ``{head: weight}`` (None when not given)."""
+    if value is None:
+        return None
+    try:
+        pairs = [part.split("=", 1) for part in value.split(",")]
+        return {name.strip(): float(weight) for name, weight in pairs}
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not a blend like lnsim=0.8,teacher1=0.2"
+                                 ) from None
+
+
 def _new_file(out: str, force: bool) -> Path:
     """``--out``, refused when it exists (unless ``--force``) or cannot be written."""
     from ..files import check_output_file
@@ -62,6 +74,11 @@ def _new_file(out: str, force: bool) -> Path:
               help="The other heads' share in the scene domain.")
 @click.option("--beta", type=click.FloatRange(0, 1), default=0.1, show_default=True,
               help="The first head's share in the other domain.")
+@click.option("--scene-blend", callback=_blend, metavar="HEAD=W,...",
+              help="The scene domain's blend head by head (in place of --alpha), e.g. "
+                   "lnsim=0.5,scene=0.4,teacher1=0.1; heads left out weigh 0.")
+@click.option("--other-blend", callback=_blend, metavar="HEAD=W,...",
+              help="The other domain's blend head by head (in place of --beta).")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
               help="The checkpoint to write (the input's weights with the fitted mixer).")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
@@ -72,8 +89,8 @@ def _new_file(out: str, force: bool) -> Path:
 @batch_options()
 @device_option
 @silent_option
-def fit_mixer(checkpoint, scene, other, fold, val_frac, alpha, beta, out, force, feature_cache,
-              as_json, batch_size, workers, device, silent):
+def fit_mixer(checkpoint, scene, other, fold, val_frac, alpha, beta, scene_blend, other_blend,
+              out, force, feature_cache, as_json, batch_size, workers, device, silent):
     """Fit the gate and blends of a model trained on two sources (memo train --data A
     --data B): one score per photo, on the scene source's scale for photos like it and on
     the other source's scale for the rest. The backbone and heads stay as they are.
@@ -86,7 +103,7 @@ def fit_mixer(checkpoint, scene, other, fold, val_frac, alpha, beta, out, force,
     from ..checkpoint import load_checkpoint, save_checkpoint
     from ..device import pick_device
     from ..features import FeatureBank
-    from ..mixer_fit import MixerRecipe
+    from ..mixer_fit import MixerRecipe, named_blend
     from ..mixer_fit import fit_mixer as fit
     from ..sources import load_source_splits
 
@@ -95,13 +112,20 @@ def fit_mixer(checkpoint, scene, other, fold, val_frac, alpha, beta, out, force,
     other_splits = load_source_splits(other, fold, val_frac)
     dev = pick_device(device)
     loaded = load_checkpoint(checkpoint, device=dev)
-    bank = FeatureBank(loaded.model, dev, batch_size, workers, silent, store=feature_cache)
-    recipe = MixerRecipe(alpha=alpha, beta=beta)
+    # float32 on every machine: the same inputs give the same mixer wherever it is fitted
+    bank = FeatureBank(loaded.model, dev, batch_size, workers, silent, store=feature_cache,
+                       precision="fp32")
+    recipe = MixerRecipe(alpha=alpha, beta=beta, scene_blend=scene_blend,
+                         other_blend=other_blend)
+    for named in (scene_blend, other_blend):  # a blend naming no head of the model: said now
+        if named:
+            named_blend(loaded.model.cfg.heads, named)
     model, report = fit(loaded.model, scene_splits, other_splits, bank, recipe)
     meta = {k: v for k, v in loaded.meta.items()
             if k not in ("format", "format_version", "arch", "cfg", "memo_version")}
     meta["training"] = {**meta.get("training", {}), "mixer": {
         "fitted_by": "memo fit-mixer", "alpha": alpha, "beta": beta, "l2": recipe.l2,
+        "scene_blend": scene_blend, "other_blend": other_blend,
         "fold": fold, "scene": scene_splits.describe(), "other": other_splits.describe()}}
     meta["metrics"] = {**meta.get("metrics", {}), "mixer": report}
     save_checkpoint(out_path, model, **meta)
