@@ -166,12 +166,31 @@ def _card(r: Ranked, thumb: Thumb, size: int, position: int) -> str:
 
 
 def _groups(ranked: Sequence[Ranked]) -> list[list[int]]:
-    """Indices into ``ranked`` by burst, bursts in the order their first frame comes (in
-    rank order, that of their best frame; with --diverse, the order of the picks)."""
-    groups: dict[int, list[int]] = {}
+    """Indices into ``ranked`` by burst (within its ``--group-by`` group), bursts in the
+    order their first frame comes (in rank order, that of their best frame; with --diverse,
+    the order of the picks)."""
+    groups: dict[tuple[str | None, int], list[int]] = {}
     for i, r in enumerate(ranked):
-        groups.setdefault(r.burst if r.burst is not None else r.rank, []).append(i)
+        groups.setdefault((r.group, r.burst if r.burst is not None else r.rank), []).append(i)
     return list(groups.values())
+
+
+def _sections(ranked: Sequence[Ranked], items: list[str], members: list[list[int]]
+              ) -> list[str]:
+    """``items`` (one per burst) wrapped in one section per ``--group-by`` group, headed by
+    its name and photo count; unchanged without groups."""
+    if all(r.group is None for r in ranked):
+        return items
+    sections: list[tuple[str, list[str], int]] = []
+    for item, burst in zip(items, members, strict=True):
+        name = ranked[burst[0]].group or ""
+        if not sections or sections[-1][0] != name:
+            sections.append((name, [], 0))
+        sections[-1][1].append(item)
+        sections[-1] = (name, sections[-1][1], sections[-1][2] + len(burst))
+    return [f'<section class="group" aria-label="{for_html(name)}"><h2>{for_html(name)} '
+            f'&middot; {count} photo(s)</h2><div class="grid">{"".join(cards)}</div></section>'
+            for name, cards, count in sections]
 
 
 def render_html(ranked: Sequence[Ranked], thumbs: Sequence[Thumb], model_id: str,
@@ -179,7 +198,8 @@ def render_html(ranked: Sequence[Ranked], thumbs: Sequence[Thumb], model_id: str
     """The whole report page for ``ranked`` (rank order) and their ``thumbs``."""
     items = []
     bursts = frames = 0
-    for members in _groups(ranked):
+    groups = _groups(ranked)
+    for members in groups:
         cards = "".join(_card(ranked[i], thumbs[i], len(members), k)
                         for k, i in enumerate(members, 1))
         if len(members) == 1:
@@ -199,7 +219,8 @@ def render_html(ranked: Sequence[Ranked], thumbs: Sequence[Thumb], model_id: str
         title=for_html(title), summary=summary, legend=for_html(" ".join(LEGEND_LINES)),
         style=_STYLE,
         script=_SCRIPT,
-        histogram=histogram_svg([r.item.score for r in ranked]), items="".join(items),
+        histogram=histogram_svg([r.item.score for r in ranked]),
+        items="".join(_sections(ranked, items, groups)),
         count=len(ranked),
     )
 
@@ -254,6 +275,9 @@ figcaption b { font-size: 15px; }
 .frames { display: flex; flex-wrap: wrap; gap: 8px; }
 .burst .card:first-child { outline: 2px solid var(--accent); }
 .burst .card:first-child .tag { color: var(--accent); }
+.group { flex-basis: 100%; }
+.group h2 { font-size: 15px; font-weight: 600; margin: 12px 0 8px; }
+.group .grid { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 body.one .alt { display: none; }
 """
 

@@ -163,7 +163,12 @@ class _WithSource(Dataset):
 
 
 class FullImages:
-    """Augmented images through the whole network (``--augment`` decides how)."""
+    """Augmented images through the whole network (``--augment`` decides how).
+
+    The model and its inputs are channels-last on CPUs and CUDA, as in scoring: oneDNN's
+    bfloat16 convolutions are about 1.35x faster so (ResNet-50, stages 3-4 training,
+    batch 32, 2 CPU cores with AMX: 24.9 against 18.4 images/s).
+    """
 
     def __init__(self, model: VNet, train: list[LabeledImage], sources: torch.Tensor,
                  batch_size: int, workers: int | None, device: torch.device, augment: str,
@@ -172,6 +177,9 @@ class FullImages:
         self.net = _ImageNet(model)
         self.device = device
         self.precision = Precision.training(device.type, precision)
+        self.memory_format = (torch.channels_last if device.type in ("cpu", "cuda")
+                              else torch.contiguous_format)
+        model.to(memory_format=self.memory_format)
         self.batch_size = batch_size
         self.seed = seed
         self.workers = default_workers(len(train), batch_size) if workers is None else workers
@@ -182,7 +190,8 @@ class FullImages:
 
     def predict(self, x: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
         with self.precision.autocast(self.device.type):  # all of it
-            return (net or self.net)(x.to(self.device, non_blocking=True)).float()
+            x = x.to(self.device, memory_format=self.memory_format, non_blocking=True)
+            return (net or self.net)(x).float()
 
     def _loader(self, dataset, sampler=None) -> DataLoader:
         return worker_loader(dataset, self.batch_size, self.workers, self.input_size,

@@ -140,3 +140,56 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
     assert page.ranks() == sorted(by_rank, key=lambda k: (by_rank[k]["burst"], k))
     console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []  # the page logs nothing: any message is an error
+
+
+def test_report_group_by_folder_heads_each_folder_with_its_photos(tmp_path, tiny_checkpoint):
+    lib = tmp_path / "lib"
+    for folder, colours in (("trip", [(200, 40, 40), (40, 200, 40), (90, 90, 200)]),
+                            ("home", [(220, 200, 40), (30, 30, 30)])):
+        for i, colour in enumerate(colours):
+            write_photo(lib / folder / f"{folder}_{i}.jpg", color=colour, size=(120, 90))
+    common = ["-w", str(tiny_checkpoint), "--workers", "0", "--group-by", "folder"]
+    out = tmp_path / "groups.html"
+    invoke(["report", str(lib), "--out", str(out), "--heatmaps", "0", *common])
+    rows = json.loads(invoke(["export", str(lib), "-", "--format", "json", "-s", *common]
+                             ).stdout)
+    page = Groups(out.read_text(encoding="utf-8"))
+    # one section per folder, in export's order (the folder of the best photo first)
+    assert [name for name, _, _ in page.groups] == list(dict.fromkeys(r["group"] for r in rows))
+    for name, heading, ranks in page.groups:
+        expected = [r["rank"] for r in rows if r["group"] == name]
+        assert sorted(ranks) == expected and f"{len(expected)} photo(s)" in heading
+
+
+class Groups(HTMLParser):
+    """Each ``--group-by`` section of a report: its name, heading and cards' ranks."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.groups: list[tuple[str, str, list[int]]] = []
+        self._depth = 0  # sections open inside the current group
+        self._in_heading = False
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "section" and "group" in attrs.get("class", "").split():
+            self.groups.append((attrs["aria-label"], "", []))
+            self._depth = 1
+        elif tag == "section" and self._depth:
+            self._depth += 1
+        elif tag == "h2" and self._depth == 1:
+            self._in_heading = True
+        elif tag == "figure" and self._depth:
+            self.groups[-1][2].append(int(attrs["data-rank"]))
+
+    def handle_endtag(self, tag):
+        if tag == "section" and self._depth:
+            self._depth -= 1
+        elif tag == "h2":
+            self._in_heading = False
+
+    def handle_data(self, data):
+        if self._in_heading:
+            name, heading, ranks = self.groups[-1]
+            self.groups[-1] = (name, heading + data, ranks)

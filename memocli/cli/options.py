@@ -263,17 +263,17 @@ def _passed_over_text(counts: dict[str, int]) -> str:
     return text
 
 
-def diverse_options(group_by: bool = True):
+def diverse_options(group_by: bool = True, top: bool = True):
     """``--diverse`` and ``--trade-off`` (and ``--group-by``): which photos to show beyond
-    the N best (:mod:`memocli.selection`)."""
+    the N best (:mod:`memocli.selection`); ``top``: the command has ``--top``."""
     from ..selection import DEFAULT_DIVERSE_LIMIT, DEFAULT_TRADE_OFF, GROUPINGS
 
     def decorate(f):
         if group_by:
             f = click.option("--group-by", type=click.Choice(GROUPINGS), default=None,
                              help="The best photos of each folder, day taken or kind "
-                                  "(with --include-all), group after group; --top N "
-                                  "is per group.")(f)
+                                  "(with --include-all), group after group"
+                                  + ("; --top N is per group." if top else "."))(f)
         f = click.option("--trade-off", type=click.FloatRange(0, 1), default=DEFAULT_TRADE_OFF,
                          show_default=True, metavar="X",
                          help="With --diverse: weight of memorability against unlikeness "

@@ -28,10 +28,10 @@ from .progress import progress_for_stderr
               help="Grad-CAM overlays for the K most memorable photos, one per burst "
                    "(0: none).")
 @click.option("--title", help="Page title [default: memo report: PATH...].")
-@diverse_options(group_by=False)
+@diverse_options(top=False)
 @burst_options
 @scoring_options
-def report(inputs, out, n_heatmaps, title, diverse, trade_off, burst_seconds,
+def report(inputs, out, n_heatmaps, title, diverse, trade_off, group_by, burst_seconds,
            burst_similarity, **scoring):
     """Write an HTML contact sheet of the photos, most memorable first.
 
@@ -47,6 +47,7 @@ def report(inputs, out, n_heatmaps, title, diverse, trade_off, burst_seconds,
       memo report samples/ --heatmaps 3 --out samples.html
       memo report ~/Photos --burst-seconds 10 --title "Summer 2026"
       memo report ~/Photos --diverse --out varied.html
+      memo report ~/Photos --group-by day --out days.html
     """
     from .. import selection
     from ..bursts import rank_bursts
@@ -57,7 +58,9 @@ def report(inputs, out, n_heatmaps, title, diverse, trade_off, burst_seconds,
     result = run_scoring(inputs, **scoring, with_features=True)
     silent = scoring["silent"]
     ranked = rank_bursts(result.files, burst_seconds, burst_similarity)
-    if diverse:
+    if group_by:  # every photo, its group's best first, groups by their best photo
+        ranked = selection.grouped(ranked, group_by, None, trade_off if diverse else None)
+    elif diverse:
         ranked = selection.diverse(ranked, trade_off=trade_off)
     best = [r.item.path for r in ranked if r.burst == r.rank][:n_heatmaps]
     cams, failed = {}, 0
