@@ -36,6 +36,8 @@ class XmpPlan:
         sidecar: ``darktable``, ``adobe`` or ``both`` (:func:`memocli.sidecars.sidecar_paths`).
         star_map: bands for ``xmp:Rating`` (None: no stars).
         label: ``(top percent, colour)`` for ``xmp:Label`` (None: no label).
+        label_picks: the paths the label goes to, in place of the top percent's
+            (``--diverse``: :func:`diverse_label_picks`).
         keywords: add ``memo|top N%`` keywords.
         overwrite: replace the user's own rating and label.
         embed: also write into JPEG/TIFF/DNG files (exiftool's path, or None).
@@ -46,6 +48,7 @@ class XmpPlan:
     sidecar: str = "darktable"
     star_map: tuple[tuple[float, int], ...] | None = None
     label: tuple[float, str] | None = None
+    label_picks: frozenset[str] | None = None
     keywords: bool = False
     overwrite: bool = False
     embed: str | None = None
@@ -64,11 +67,23 @@ class XmpPlan:
             wish.optin["rating"] = stars_for(pct, self.star_map)
         if self.label is not None:
             top, colour = self.label
-            wish.optin["label"] = colour if pct >= 100 - top else None
+            picked = (pct >= 100 - top if self.label_picks is None
+                      else ranked.item.path in self.label_picks)
+            wish.optin["label"] = colour if picked else None
         if self.keywords:
             band = keyword_band(pct)
             wish.optin["keywords"] = None if band is None else f"top {band}%"
         return wish
+
+
+def diverse_label_picks(ranked: Sequence[Ranked], top: float, trade_off: float
+                        ) -> frozenset[str]:
+    """As many photos as the top ``top`` percent holds, picked varied
+    (:func:`memocli.selection.diverse`): the photos ``--label --diverse`` marks."""
+    from .selection import diverse
+
+    count = sum(1 for r in ranked if r.percentile >= 100 - top)
+    return frozenset(r.item.path for r in diverse(ranked, count, trade_off)[:count])
 
 
 @dataclass

@@ -5,6 +5,7 @@ Every check reads back with a real reader (exiftool, exiv2) or compares the XML 
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -226,3 +227,21 @@ def test_no_stars_where_the_user_rated_in_another_sidecar_or_inside_the_photo(
         assert "Xmp.memo.Score" in read and "Xmp.xmp.Rating" not in read, name
     assert exiv2_xmp(library / "img_1.jpg.xmp")["Xmp.memo.Rating"]
     assert exiv2_xmp(library / "pair.xmp")["Xmp.xmp.Rating"] == "4"
+
+
+def test_diverse_labels_the_varied_picks_of_export_diverse(library, tiny_checkpoint):
+    """--label 40 --diverse labels as many photos as --label 40 does, the ones
+    `memo export --diverse` lists first; without --label it is a usage error."""
+    invoke(["xmp", str(library), "-w", str(tiny_checkpoint), "--label", "40", "--diverse",
+            "--trade-off", "0.3", "-s"])
+    labelled = {p.name.removesuffix(".xmp") for p in library.glob("*.xmp")
+                if exiv2_xmp(p).get("Xmp.xmp.Label") == "Green"} - {"pair.CR2"}
+    rows = json.loads(invoke(["export", str(library), "-", "--format", "json", "-w",
+                              str(tiny_checkpoint), "--diverse", "--trade-off", "0.3", "-s"]
+                             ).stdout)
+    by_rank = {Path(r["path"]).name for r in rows if r["percentile"] >= 60}  # --label 40's
+    picks = {Path(r["path"]).name for r in rows[:len(by_rank)]}
+    assert labelled == picks and len(picks) == len(by_rank) > 1
+    assert picks != by_rank  # the fixture's photos are alike enough for variety to tell
+    result = invoke(["xmp", str(library), "-w", str(tiny_checkpoint), "--diverse"], code=2)
+    assert "give --label" in result.output

@@ -5,9 +5,18 @@ Click only: parse, call :mod:`memocli.xmp_write`, print.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import click
 
-from .options import echo_err, finish, open_cache, run_scoring, scoring_options
+from .options import (
+    diverse_options,
+    echo_err,
+    finish,
+    open_cache,
+    run_scoring,
+    scoring_options,
+)
 
 
 class StarMapType(click.ParamType):
@@ -106,9 +115,10 @@ def report_summary(summary, plan, silent: bool) -> None:
                    "back out of the sidecars of either naming (the user's values it "
                    "replaced are put back); scores nothing.")
 @click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
+@diverse_options(group_by=False, top=False)
 @scoring_options
 def xmp(inputs, stars, star_map, label_top, label_colour, keywords, overwrite, sidecar,
-        embed, remove, dry_run, **scoring):
+        embed, remove, dry_run, diverse, trade_off, **scoring):
     """Write memo's ranking into XMP sidecars for Lightroom, darktable and digiKam.
 
     Photos without a cached score are scored first (the options of memo score). Each
@@ -125,15 +135,19 @@ def xmp(inputs, stars, star_map, label_top, label_colour, keywords, overwrite, s
       memo xmp ~/Photos
       memo xmp ~/Photos --stars --keywords
       memo xmp ~/Photos --label 10 --label-colour Red --sidecar both
+      memo xmp ~/Photos --label 5 --diverse     # a varied 5% get the label
       memo xmp ~/Photos --stars --star-map 90:5,70:4,40:3,10:2,0:1 --dry-run
       memo xmp ~/Photos/*.jpg --stars --embed
       memo xmp ~/Photos --remove
     """
     from ..ranking import rank
     from ..scan import scan
+    from ..xmp_write import diverse_label_picks
     from ..xmp_write import carry_scores, remove_xmp, write_xmp
     from .progress import progress_for_stderr
 
+    if diverse and (label_top is None or remove):
+        raise click.UsageError("--diverse picks which photos --label PCT marks: give --label")
     plan = make_plan(sidecar, embed, stars, star_map, label_top, label_colour, keywords,
                      overwrite, removing=remove, dry_run=dry_run)
     show = click.echo
@@ -143,8 +157,11 @@ def xmp(inputs, stars, star_map, label_top, label_colour, keywords, overwrite, s
                              progress_for_stderr(scoring["silent"]), show)
         report_summary(summary, plan, scoring["silent"])
         return
-    report = run_scoring(inputs, **scoring)
-    summary = write_xmp(rank(report.files), report.model_id, plan,
+    report = run_scoring(inputs, **scoring, with_features=diverse)
+    ranked = rank(report.files)
+    if diverse:
+        plan = replace(plan, label_picks=diverse_label_picks(ranked, label_top, trade_off))
+    summary = write_xmp(ranked, report.model_id, plan,
                         progress_for_stderr(scoring["silent"]), show)
     if summary.embedded:
         with open_cache(scoring["cache_path"], scoring["no_cache"]) as cache:
