@@ -122,9 +122,11 @@ def test_resume_refuses_a_changed_run(dataset, tmp_path):
 def test_train_cli_reports_folds_and_evaluate_agrees(dataset, tmp_path):
     out = tmp_path / "runs"
     runner = CliRunner()
+    # float32 as memo evaluate's default: bf16 training reports its figures in bf16
     result = runner.invoke(cli, ["train", str(dataset), "--folds", "1-2", "--model", "vnet_tiny",
                                  "--epochs", "6", "--lr-max", "3e-3", "--batch-size", "16",
-                                 "--out", str(out), "-s"], catch_exceptions=False)
+                                 "--precision", "fp32", "--out", str(out), "-s"],
+                           catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "val_rho:" in result.output and "± " in result.output
     summary = json.loads((out / "summary.json").read_text())
