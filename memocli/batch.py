@@ -32,8 +32,9 @@ import pyarrow as pa
 from . import batch_inputs, batch_parts
 from .errors import MemoError
 
-#: What a decoding task reserves: a worker with torchvision and PIL loaded and a batch of
-#: photos being decoded (Ray measured up to 575 MiB on the development machine).
+#: What a decoding task reserves: a worker with PIL loaded and a batch of photos being
+#: decoded (Ray measured up to 575 MiB on the development machine when the workers also
+#: loaded torchvision; they no longer do).
 DECODE_TASK_MEMORY = 768 * 2**20
 
 
@@ -94,14 +95,14 @@ def _model_facts(checkpoint: bytes, setup: ScoringSetup):
 
 def read_photos(batch: pa.Table, cfg: Any) -> pa.Table:
     """Each photo of ``batch`` read once: content hash, facts, and network input
-    (``pixels``: the float32 ``[3, S, S]`` tensor's bytes; null where it failed, with
-    ``error`` saying why)."""
-    from .data import eval_transform
+    (``pixels``: the resized photo's uint8 ``[S, S, 3]`` bytes, a quarter of the float
+    input's, normalised by the actor; null where it failed, with ``error`` saying why).
+    Torch-free: a decoding worker never imports torch."""
     from .decode import load_image, try_decode
     from .exif import read_image_meta
     from .files import read_failure
+    from .preprocess import resized_pixels
 
-    transform = eval_transform(cfg)
     facts = ("width", "height", "taken_at", "camera", "kind")
     out: dict[str, list] = {k: [] for k in ("sha256", *facts, "error", "pixels")}
     for path in batch.column("path").to_pylist():
@@ -112,7 +113,7 @@ def read_photos(batch: pa.Table, cfg: Any) -> pa.Table:
                 meta = read_image_meta(copy.local)
                 image, error = try_decode(partial(load_image, copy.local, cfg.input_size), path)
                 if image is not None:
-                    pixels = transform(image).numpy().tobytes()
+                    pixels = resized_pixels(image, cfg.input_size).tobytes()
         except OSError as e:  # the file is gone or cannot be read
             error = read_failure(e)
         for key, value in (("sha256", sha256), ("error", error), ("pixels", pixels)):
@@ -145,15 +146,18 @@ class PhotoScorer:
     def __call__(self, batch: pa.Table) -> pa.Table:
         import torch
 
+        from .preprocess import normalised
         from .score import display_score
 
         pixels = batch.column("pixels").to_pylist()
         ok = [p is not None for p in pixels]
         raw: list[float | None] = [None] * len(ok)
         if any(ok):
-            side = self.predictor.cfg.input_size
-            x = np.frombuffer(bytearray().join(p for p in pixels if p is not None), np.float32)
-            scores, _ = self.predictor.predict(torch.from_numpy(x.reshape(-1, 3, side, side)))
+            cfg = self.predictor.cfg
+            side = cfg.input_size
+            x = np.frombuffer(bytearray().join(p for p in pixels if p is not None), np.uint8)
+            x = normalised(x.reshape(-1, side, side, 3), cfg.mean, cfg.std)
+            scores, _ = self.predictor.predict(torch.from_numpy(x))
             it = iter(scores.cpu().tolist())
             raw = [next(it) if k else None for k in ok]
         paths = batch.column("path").to_pylist()
