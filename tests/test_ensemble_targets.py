@@ -28,11 +28,11 @@ def test_targets_average_each_teachers_standardised_scores(tmp_path):
     assert sorted(got) == ["a.jpg", "b.jpg", "c.jpg"]
     z1 = {"a.jpg": 1.3, "b.jpg": 0.5, "c.jpg": 0.4}  # z over the three photos, by hand
     z2 = {"a.jpg": 0.9, "b.jpg": 0.7, "c.jpg": 0.8}
-    for name in got:
+    for name, target in got.items():
         expected = []
         for z in (z1, z2):
             values = list(z.values())
             mean = sum(values) / 3
             sd = (sum((v - mean) ** 2 for v in values) / 2) ** 0.5
             expected.append((z[name] - mean) / sd)
-        assert got[name] == pytest.approx(0.6 + 0.1 * sum(expected) / 2, abs=1e-6)
+        assert target == pytest.approx(0.6 + 0.1 * sum(expected) / 2, abs=1e-6)

@@ -142,8 +142,7 @@ def xmp(inputs, stars, star_map, label_top, label_colour, keywords, overwrite, s
     """
     from ..ranking import rank
     from ..scan import scan
-    from ..xmp_write import diverse_label_picks
-    from ..xmp_write import carry_scores, remove_xmp, write_xmp
+    from ..xmp_write import carry_scores, diverse_label_picks, remove_xmp, write_xmp
     from .progress import progress_for_stderr
 
     if diverse and (label_top is None or remove):
