@@ -75,9 +75,28 @@ def _cut(network: Any, inputs: list[str], outputs: list[str]) -> Any:
         for target in list(source.get_target_inputs()):
             if target.get_node().get_type_name() != "Result":
                 target.replace_source_output(parameter.output(0))
+        _unhook_pooling(source, parameter, ov)
         parameters.append(parameter)
     results = [part.output(name).get_node() for name in outputs]
     return ov.Model(results, parameters, "+".join(outputs[:1]))
+
+
+def _unhook_pooling(flat: Any, parameter: Any, ov: Any) -> None:
+    """Where ``flat`` flattens a pooled ``[B, C, 1, 1]`` tensor, point that tensor's other
+    readers (the traced heads take the batch size from its shape) at ``parameter``
+    unflattened: else they keep the whole backbone in a part that starts after it."""
+    feeder = flat.get_node()
+    if feeder.get_type_name() != "Reshape":
+        return
+    pooled = feeder.input_value(0)
+    if pooled.get_partial_shape().rank.get_length() != 4:
+        return
+    others = [t for t in pooled.get_target_inputs()
+              if t.get_node().get_name() != feeder.get_name()]
+    if others:
+        unflat = ov.opset13.unsqueeze(parameter, ov.opset13.constant([2, 3]))
+        for target in others:
+            target.replace_source_output(unflat.output(0))
 
 
 def parts(network: Any, precision: Precision, stage_blocks: tuple[int, ...]

@@ -232,3 +232,20 @@ def test_models_without_a_checkpoint_id_are_never_filed_under_one_name(tmp_path)
                                rtol=1e-4, atol=1e-5)
     assert not torch.allclose(a, b)
     assert not engine_cache_dir().exists()
+
+
+def test_each_part_of_a_bf16_network_runs_only_its_own_layers(tiny):
+    """In bfloat16 the network is compiled in parts (stem + stage 1, the rest, the heads):
+    the heads' part holds the heads' projections and no backbone convolution (the traced
+    heads read the batch size from a pooled tensor, which once kept the whole backbone in
+    that part, so bf16 ran a second, float32 backbone and was slower than fp32)."""
+    from memocli.ov_network import parts
+
+    network = engines.convert_vnet(tiny.model)
+    split = parts(network, Precision.scoring("bf16"), tiny.model.cfg.stage_blocks)
+    convolutions = [sum(op.get_type_name() == "Convolution" for op in part.get_ops())
+                    for part, _ in split]
+    blocks, heads = sum(tiny.model.cfg.stage_blocks), len(tiny.model.cfg.heads)
+    whole = sum(op.get_type_name() == "Convolution" for op in network.get_ops())
+    assert convolutions[-1] == blocks * heads  # one 1x1 projection per block and head
+    assert sum(convolutions) == whole  # every convolution in exactly one part
