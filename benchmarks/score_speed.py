@@ -115,7 +115,7 @@ class MemoPath:
 
         device = pick_device(self.device)
         dtype = compute_dtype(self.precision, device.type)
-        return str(device), dtype, pick_engine(self.engine, device, dtype)
+        return str(device), dtype, pick_engine(self.engine, device.type, dtype)
 
 
 REFERENCE = "fp32", "torch"  # --fp32: full float32 in torch, what scores are held to

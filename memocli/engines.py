@@ -32,8 +32,6 @@ from .openvino_runtime import (  # also re-exported: memo's one way to OpenVINO
 )
 
 if TYPE_CHECKING:
-    import torch
-
     from .model import VNet
     from .ov_network import CompiledVNet
     from .precision import Precision
@@ -43,8 +41,9 @@ log = logging.getLogger(__name__)
 #: ``--engine`` choices; see :func:`pick_engine`.
 ENGINES = ("auto", "torch", "openvino")
 
-def pick_engine(requested: str, device: torch.device, dtype_name: str) -> str:
-    """``torch`` or ``openvino`` for scoring on ``device`` in ``dtype_name``.
+def pick_engine(requested: str, device_type: str, dtype_name: str) -> str:
+    """``torch`` or ``openvino`` for scoring on a ``device_type`` device (``cpu``, ``cuda``,
+    ``mps``) in ``dtype_name``. Torch-free.
 
     ``auto`` is OpenVINO on a CPU, in float32 or bfloat16, when it is installed; torch
     otherwise (GPUs, float16). Asking for ``openvino`` where it cannot run is an error.
@@ -54,8 +53,8 @@ def pick_engine(requested: str, device: torch.device, dtype_name: str) -> str:
     if requested == "torch":
         return "torch"
     reason = None
-    if device.type != "cpu":
-        reason = f"it runs on the CPU only, not {device.type} (use --device cpu)"
+    if device_type != "cpu":
+        reason = f"it runs on the CPU only, not {device_type} (use --device cpu)"
     elif dtype_name not in ("fp32", "bf16"):
         reason = f"it runs fp32 or bf16, not {dtype_name}"
     elif not openvino_installed():

@@ -53,22 +53,20 @@ def converted_model_id(checkpoint: Path, device: str, precision: str, engine: st
     with OpenVINO on the CPU (``device`` cpu, or auto with no GPU; ``engine`` auto or
     openvino; a float32 or bfloat16 ``precision``). None otherwise, or when no such network
     is there (the Predictor then decides). This lets a new cache start without torch."""
-    from .engines import engine_cache_dir, openvino_installed
+    from .engines import engine_cache_dir, pick_engine
     from .files import hash_file
     from .precision import compute_dtype
     from .setup_key import gpu_facts, installed_release
 
-    if (checkpoint.suffix != ".pt" or engine not in ("auto", "openvino")
-            or device not in ("cpu", "auto") or (device == "auto" and gpu_facts() != "no gpu")
-            or not openvino_installed()):
+    if (checkpoint.suffix != ".pt" or device not in ("cpu", "auto")
+            or (device == "auto" and gpu_facts() != "no gpu")):
         return None
     dtype = compute_dtype(precision, "cpu")
-    release = installed_release("openvino")
-    if dtype not in ("fp32", "bf16") or not release:
+    if pick_engine(engine, "cpu", dtype) != "openvino":
         return None
-    digest = hash_file(checkpoint)[:16]
-    suffix = f"-{digest}-ov{release}.json"
-    stems = [p.name.removesuffix(".json") for p in engine_cache_dir().glob(f"*{suffix}")]
+    release = installed_release("openvino")
+    pattern = ov_store.network_stem(f"*-{hash_file(checkpoint)[:16]}", release) + ".json"
+    stems = [p.name.removesuffix(".json") for p in engine_cache_dir().glob(pattern)]
     if len(stems) != 1:  # its files are checked when it is read (OpenVINOScorer.for_model)
         return None
     checkpoint_id = stems[0].removesuffix(f"-ov{release}")

@@ -58,7 +58,7 @@ class Predictor:
                  keep_engines: bool = True):
         self.device = torch.device(device)
         self.precision = Precision.scoring(compute_dtype(precision, self.device.type))
-        self.engine = pick_engine(engine, self.device, self.dtype_name)
+        self.engine = pick_engine(engine, self.device.type, self.dtype_name)
         self._openvino: CompiledVNet | None = None
         self.keep_engines = keep_engines
         self.memory_format = (torch.channels_last if self.device.type in ("cpu", "cuda")
