@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -181,16 +182,16 @@ def _sections(ranked: Sequence[Ranked], items: list[str], members: list[list[int
     its name and photo count; unchanged without groups."""
     if all(r.group is None for r in ranked):
         return items
-    sections: list[tuple[str, list[str], int]] = []
-    for item, burst in zip(items, members, strict=True):
-        name = ranked[burst[0]].group or ""
-        if not sections or sections[-1][0] != name:
-            sections.append((name, [], 0))
-        sections[-1][1].append(item)
-        sections[-1] = (name, sections[-1][1], sections[-1][2] + len(burst))
-    return [f'<section class="group" aria-label="{for_html(name)}"><h2>{for_html(name)} '
-            f'&middot; {count} photo(s)</h2><div class="grid">{"".join(cards)}</div></section>'
-            for name, cards, count in sections]
+    sections = []
+    for name, run in itertools.groupby(zip(items, members, strict=True),
+                                       key=lambda pair: ranked[pair[1][0]].group or ""):
+        run = list(run)
+        cards = "".join(item for item, _ in run)
+        count = sum(len(burst) for _, burst in run)
+        sections.append(f'<section class="group" aria-label="{for_html(name)}"><h2>'
+                        f'{for_html(name)} &middot; {count} photo(s)</h2>'
+                        f'<div class="grid">{cards}</div></section>')
+    return sections
 
 
 def render_html(ranked: Sequence[Ranked], thumbs: Sequence[Thumb], model_id: str,

@@ -67,7 +67,7 @@ class XmpPlan:
             wish.optin["rating"] = stars_for(pct, self.star_map)
         if self.label is not None:
             top, colour = self.label
-            picked = (pct >= 100 - top if self.label_picks is None
+            picked = (in_top(pct, top) if self.label_picks is None
                       else ranked.item.path in self.label_picks)
             wish.optin["label"] = colour if picked else None
         if self.keywords:
@@ -76,13 +76,18 @@ class XmpPlan:
         return wish
 
 
+def in_top(percentile: float, top: float) -> bool:
+    """Whether a photo at ``percentile`` is among the top ``top`` percent (``--label``)."""
+    return percentile >= 100 - top
+
+
 def diverse_label_picks(ranked: Sequence[Ranked], top: float, trade_off: float
                         ) -> frozenset[str]:
     """As many photos as the top ``top`` percent holds, picked varied
     (:func:`memocli.selection.diverse`): the photos ``--label --diverse`` marks."""
     from .selection import diverse
 
-    count = sum(1 for r in ranked if r.percentile >= 100 - top)
+    count = sum(1 for r in ranked if in_top(r.percentile, top))
     return frozenset(r.item.path for r in diverse(ranked, count, trade_off)[:count])
 
 
