@@ -80,16 +80,36 @@ def eval_transform(cfg: ModelConfig):
     ])
 
 
+class Reframe:
+    """A person's slight re-crop of a PIL image: up to ``share`` off its width and,
+    independently, off its height, at a random place (torch's RNG, seeded per worker)."""
+
+    def __init__(self, share: float = 0.05):
+        self.share = share
+
+    def __call__(self, image):
+        import torch
+
+        u = torch.rand(4).tolist()
+        width = round(image.width * (1 - self.share * u[0]))
+        height = round(image.height * (1 - self.share * u[1]))
+        left = round((image.width - width) * u[2])
+        top = round((image.height - height) * u[3])
+        return image.crop((left, top, left + width, top + height))
+
+
 def train_transform(cfg: ModelConfig, augment: str = "flip"):
     """Augmenting preprocessing for training on images (see :data:`AUGMENTATIONS`)."""
     from torchvision import transforms as T
 
     if augment not in AUGMENTATIONS:
         raise MemoError(f"unknown augmentation '{augment}' (use {', '.join(AUGMENTATIONS)})")
-    size = cfg.input_size if augment == "flip" else round(cfg.input_size * 1.14)
+    size = round(cfg.input_size * 1.14) if augment == "crop" else cfg.input_size
     steps = [T.Resize((size, size), antialias=True)]
     if augment == "crop":
         steps.append(T.RandomCrop(cfg.input_size))
+    if augment == "reframe":
+        steps.insert(0, Reframe())
     return T.Compose([
         *steps,
         T.RandomHorizontalFlip(),

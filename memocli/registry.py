@@ -25,8 +25,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Training augmentations (``--augment``, see :func:`memocli.data.train_transform`):
 #: ``flip`` shows each image or its mirror (the two views the activation cache holds),
-#: ``crop`` resizes 1.14x larger, crops at random and mirrors at random.
-AUGMENTATIONS = ("flip", "crop")
+#: ``crop`` resizes 1.14x larger, crops at random and mirrors at random, ``reframe`` crops
+#: a little off at random (a person's re-crop, at the scale scoring sees) and mirrors at
+#: random.
+AUGMENTATIONS = ("flip", "crop", "reframe")
 
 
 @dataclass(frozen=True)

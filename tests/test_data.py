@@ -140,3 +140,30 @@ def test_memo_limit_without_pillow_warnings(tmp_path):
     with pytest.raises(Image.DecompressionBombError):
         open_image(png_declaring(tmp_path / "huge.png", 15_000, 12_001))  # just over 180 MP
     assert Image.MAX_IMAGE_PIXELS == pillow_limit
+
+
+def test_reframe_crops_a_little_at_a_random_place_and_repeats_under_a_seed():
+    import numpy as np
+    import torch
+
+    from memocli.data import Reframe
+
+    # red = x // 2, green = y // 2: a crop's first pixel tells where it starts
+    xs, ys = np.meshgrid(np.arange(400) // 2, np.arange(300) // 2)
+    image = Image.fromarray(np.dstack([xs, ys, xs * 0]).astype(np.uint8))
+
+    def boxes():
+        torch.manual_seed(0)
+        out = []
+        for _ in range(200):
+            crop = Reframe(0.05)(image)
+            out.append((*crop.getpixel((0, 0))[:2], crop.width, crop.height))
+        return out
+
+    drawn = boxes()
+    for left, top, width, height in drawn:
+        assert 380 <= width <= 400 and 285 <= height <= 300
+        assert left * 2 + width <= 401 and top * 2 + height <= 301
+    assert len({(w, h) for _, _, w, h in drawn}) > 50  # width and height drawn independently
+    assert len({(x, y) for x, y, _, _ in drawn}) > 20  # at a random place
+    assert boxes() == drawn

@@ -50,8 +50,10 @@ def _recipe_options(f):
     f = click.option(
         "--augment", type=click.Choice(AUGMENTATIONS), default="flip", show_default=True,
         help="flip: each image or its mirror (served from cached activations, fast on a "
-             "CPU); crop: also resize 1.14x and crop at random (images through the whole "
-             "network every step).")(f)
+             "CPU); crop: also resize 1.14x and crop at random; reframe: also crop up to 5% "
+             "off the width and the height at random, at scoring's scale (trains scores "
+             "that small crops do not move). crop and reframe send images through the "
+             "whole network every step.")(f)
     return click.option(
         "--train-stages", type=click.IntRange(0, 4), default=0, show_default=True,
         help="Unfreeze the last K ResNet stages (0: train the head only).")(f)
