@@ -98,6 +98,18 @@ class Reframe:
         return image.crop((left, top, left + width, top + height))
 
 
+class TwoViews:
+    """Two independent draws of ``transform`` of one image, stacked: ``[2, C, H, W]``."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __call__(self, image):
+        import torch
+
+        return torch.stack([self.transform(image), self.transform(image)])
+
+
 def train_transform(cfg: ModelConfig, augment: str = "flip"):
     """Augmenting preprocessing for training on images (see :data:`AUGMENTATIONS`)."""
     from torchvision import transforms as T

@@ -115,11 +115,12 @@ def fit_shared_memory(workers: int, batch_bytes: int) -> tuple[int, int]:
 
 
 def worker_loader(dataset: Dataset, batch_size: int, workers: int, input_size: int,
-                  **options) -> DataLoader:
-    """A DataLoader of ``dataset`` (square ``input_size`` float32 images) with as many of
-    ``workers`` as shared memory has room for (:func:`fit_shared_memory`); ``options`` go
-    to the DataLoader. Every loader of decoded images is made here."""
-    workers, prefetch = fit_shared_memory(workers, batch_size * 3 * input_size ** 2 * 4)
+                  views: int = 1, **options) -> DataLoader:
+    """A DataLoader of ``dataset`` (``views`` square ``input_size`` float32 images an item)
+    with as many of ``workers`` as shared memory has room for (:func:`fit_shared_memory`);
+    ``options`` go to the DataLoader. Every loader of decoded images is made here."""
+    batch_bytes = batch_size * views * 3 * input_size ** 2 * 4
+    workers, prefetch = fit_shared_memory(workers, batch_bytes)
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                       prefetch_factor=prefetch if workers else None, **options)
 

@@ -17,7 +17,7 @@ import torch
 from .features import FeatureBanks, progress
 from .model import VNet
 from .sources import TrainingData
-from .train import TrainConfig, prepare, start_at_means, trainable_parameters, weighted_loss
+from .train import TrainConfig, prepare, start_at_means, trainable_parameters, training_loss
 
 
 def smooth(values: Sequence[float], beta: float = 0.98) -> list[float]:
@@ -104,7 +104,7 @@ def lr_range_test(
         lr = start_lr * gamma**step
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = weighted_loss(path.predict(x), y, sources, weights)
+        loss = training_loss(path.predict(x), y, sources, weights, tcfg.consistency)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -51,6 +51,7 @@ class TrainConfig:
     cycle_frac: float = 0.9
     train_stages: int = 0
     augment: str = "flip"
+    consistency: float = 0.0  # weight of the two views' squared score difference (0: one view)
     seed: int = 0
     workers: int | None = None
     precision: str = "auto"  # Precision.training's dtype: fp32, bf16 or auto
@@ -84,7 +85,8 @@ def prepare(model: VNet, data: TrainingData, tcfg: TrainConfig, device: torch.de
                                   precision=tcfg.precision)
     return training_path(model, data.train, data.train_sources(), data.n_images(),
                          tcfg.train_stages, tcfg.augment, device, tcfg.batch_size,
-                         tcfg.workers, tcfg.seed, banks, tcfg.precision)
+                         tcfg.workers, tcfg.seed, banks, tcfg.precision,
+                         views=2 if tcfg.consistency else 1)
 
 
 def start_at_means(model: VNet, data: TrainingData, heads: list[str] | None = None) -> None:
@@ -108,9 +110,22 @@ def weighted_loss(pred: torch.Tensor, y: torch.Tensor, sources: torch.Tensor,
     return (weights.to(pred.device, dtype=pred.dtype)[sources.to(pred.device)] * err).mean()
 
 
+def training_loss(pred: torch.Tensor, y: torch.Tensor, sources: torch.Tensor,
+                  weights: torch.Tensor, consistency: float = 0.0) -> torch.Tensor:
+    """:func:`weighted_loss` of a batch; for two views of each example (``pred`` is
+    ``[B, 2, K]``) the mean of both views' plus ``consistency`` times the mean squared
+    difference between the views' scores, every head's (what the augmentation moved)."""
+    if pred.dim() == 2:
+        return weighted_loss(pred, y, sources, weights)
+    fit = (weighted_loss(pred[:, 0], y, sources, weights)
+           + weighted_loss(pred[:, 1], y, sources, weights)) / 2
+    return fit + consistency * (pred[:, 0] - pred[:, 1]).square().mean()
+
+
 def train_one_epoch(path: TrainingPath, net: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, weights: torch.Tensor,
-                    epoch: int, label: str = "", silent: bool = False) -> dict:
+                    epoch: int, label: str = "", silent: bool = False,
+                    consistency: float = 0.0) -> dict:
     """One pass over the training set: ``{'train_loss', 'lr'}``, the loss averaged over
     steps and ranks, the LR that of the epoch's last step."""
     path.model.train()
@@ -118,7 +133,7 @@ def train_one_epoch(path: TrainingPath, net: nn.Module, optimizer: torch.optim.O
     bar = progress(path.train_batches(epoch), silent, desc=label or f"epoch {epoch}",
                    unit="batch", total=path.steps_per_epoch())
     for x, y, sources in bar:
-        loss = weighted_loss(path.predict(x, net), y, sources, weights)
+        loss = training_loss(path.predict(x, net), y, sources, weights, consistency)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -331,7 +346,7 @@ def fit(
     for epoch in range(start_epoch, tcfg.epochs + 1):
         started = time.perf_counter()
         trained = train_one_epoch(path, net, optimizer, scheduler, weights, epoch,
-                                  f"epoch {epoch}/{tcfg.epochs}", silent)
+                                  f"epoch {epoch}/{tcfg.epochs}", silent, tcfg.consistency)
         val = evaluate(path, data, "val")
         row = {"epoch": epoch, "train_loss": trained["train_loss"],
                **{k: val[k] for k in val_keys}, "lr": trained["lr"],

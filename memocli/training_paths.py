@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from . import distributed
-from .data import ImageScoreDataset, LabeledImage, eval_transform, train_transform
+from .data import ImageScoreDataset, LabeledImage, TwoViews, eval_transform, train_transform
 from .features import (
     FeatureBank,
     FeatureBanks,
@@ -56,7 +56,8 @@ class TrainingPath(Protocol):
         """Un-augmented inputs for ``items``, in order."""
 
     def predict(self, x: object, net: nn.Module | None = None) -> torch.Tensor:
-        """Every head's score for a batch, ``[B, K]`` (through ``net`` when given)."""
+        """Every head's score for a batch, ``[B, K]`` (through ``net`` when given);
+        ``[B, V, K]`` for a training batch of ``V`` views of each example."""
 
 
 class _CachedNet(nn.Module):
@@ -165,6 +166,9 @@ class _WithSource(Dataset):
 class FullImages:
     """Augmented images through the whole network (``--augment`` decides how).
 
+    With ``views=2`` (``--consistency``) every training example is two independent draws of
+    the augmentation, and :meth:`predict` gives ``[B, 2, K]`` for them.
+
     The model and its inputs are channels-last on CPUs and CUDA, as in scoring: oneDNN's
     bfloat16 convolutions are about 1.35x faster so (ResNet-50, stages 3-4 training,
     batch 32, 2 CPU cores with AMX: 24.9 against 18.4 images/s).
@@ -172,7 +176,7 @@ class FullImages:
 
     def __init__(self, model: VNet, train: list[LabeledImage], sources: torch.Tensor,
                  batch_size: int, workers: int | None, device: torch.device, augment: str,
-                 seed: int = 0, precision: str = "auto"):
+                 seed: int = 0, precision: str = "auto", views: int = 1):
         self.model = model
         self.net = _ImageNet(model)
         self.device = device
@@ -185,16 +189,22 @@ class FullImages:
         self.workers = default_workers(len(train), batch_size) if workers is None else workers
         cfg = model.cfg
         self.input_size = cfg.input_size
-        self._train = _WithSource(
-            ImageScoreDataset(train, train_transform(cfg, augment), cfg.input_size), sources)
+        self.views = views
+        transform = train_transform(cfg, augment)
+        self._train = _WithSource(ImageScoreDataset(
+            train, TwoViews(transform) if views == 2 else transform, cfg.input_size), sources)
 
     def predict(self, x: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
+        views = x.shape[1] if x.dim() == 5 else 0
+        if views:
+            x = x.flatten(0, 1)
         with self.precision.autocast(self.device.type):  # all of it
             x = x.to(self.device, memory_format=self.memory_format, non_blocking=True)
-            return (net or self.net)(x).float()
+            scores = (net or self.net)(x).float()
+        return scores.unflatten(0, (-1, views)) if views else scores
 
-    def _loader(self, dataset, sampler=None) -> DataLoader:
-        return worker_loader(dataset, self.batch_size, self.workers, self.input_size,
+    def _loader(self, dataset, sampler=None, views: int = 1) -> DataLoader:
+        return worker_loader(dataset, self.batch_size, self.workers, self.input_size, views,
                              sampler=sampler, pin_memory=self.device.type == "cuda",
                              drop_last=sampler is not None and len(sampler) > self.batch_size)
 
@@ -202,12 +212,12 @@ class FullImages:
         return distributed.sampler(len(self._train), shuffle=True, seed=self.seed)
 
     def steps_per_epoch(self) -> int:
-        return len(self._loader(self._train, self._sampler()))
+        return len(self._loader(self._train, self._sampler(), self.views))
 
     def train_batches(self, epoch: int) -> DataLoader:
         sampler = self._sampler()
         sampler.set_epoch(epoch)
-        return self._loader(self._train, sampler)
+        return self._loader(self._train, sampler, self.views)
 
     def eval_batches(self, items: list[LabeledImage]) -> Iterator[object]:
         cfg = self.model.cfg
@@ -237,16 +247,19 @@ def caches_activations(model: VNet, n_images: int, train_stages: int, augment: s
 def training_path(model: VNet, train: list[LabeledImage], sources: torch.Tensor,
                   n_images: int, train_stages: int, augment: str, device: torch.device,
                   batch_size: int, workers: int | None, seed: int,
-                  banks: FeatureBanks, precision: str = "auto") -> TrainingPath:
+                  banks: FeatureBanks, precision: str = "auto",
+                  views: int = 1) -> TrainingPath:
     """How ``model`` (its last ``train_stages`` stages unfrozen) meets ``train``.
 
     ``sources`` holds each training example's source (head) index; ``n_images`` is how many
     images the run will ever feed (training, validation and test), for the cache's size.
     ``batch_size`` is the global batch, split between processes; ``precision`` is what
-    :meth:`Precision.training` resolves (the banks' own when activations are cached).
+    :meth:`Precision.training` resolves (the banks' own when activations are cached);
+    ``views=2`` shows two augmented views of each example (full images only).
     """
     local = distributed.local_batch_size(batch_size)
-    if caches_activations(model, n_images, train_stages, augment):
+    if views == 1 and caches_activations(model, n_images, train_stages, augment):
         bank = banks.bank(model, len(STAGES) - train_stages)
         return CachedActivations(model, bank, train, sources, local, seed)
-    return FullImages(model, train, sources, local, workers, device, augment, seed, precision)
+    return FullImages(model, train, sources, local, workers, device, augment, seed, precision,
+                      views)

@@ -350,3 +350,57 @@ def test_fine_tuning_on_several_sources_says_which_heads_are_dropped(dataset, tm
     assert "lnsim, teacher1, teacher2 are not among the training sources" in result.stderr
     mixer = load_checkpoint(tmp_path / "run" / "best.pt").model.mixer
     assert mixer.gate is None and mixer.weight.tolist() == [[1.0, 0.0]]
+
+
+def test_consistency_adds_the_views_disagreement_to_the_loss():
+    from memocli.train import training_loss, weighted_loss
+
+    y, sources = torch.tensor([0.5, 0.7]), torch.tensor([0, 1])
+    weights = torch.tensor([1.0, 0.5])
+    first = torch.tensor([[0.6, 0.1], [0.2, 0.9]])
+    moved = first + torch.tensor([[0.1, -0.1], [0.0, 0.2]])
+    same = torch.stack([first, first], dim=1)
+    assert training_loss(same, y, sources, weights, 10.0) == pytest.approx(
+        weighted_loss(first, y, sources, weights).item())
+    both = torch.stack([first, moved], dim=1)
+    each = [weighted_loss(view, y, sources, weights).item() for view in (first, moved)]
+    assert training_loss(both, y, sources, weights, 10.0) == pytest.approx(
+        sum(each) / 2 + 10.0 * (0.01 + 0.01 + 0.0 + 0.04) / 4)
+
+
+@pytest.mark.slow
+def test_consistency_shows_two_different_views_and_pulls_their_scores_together(dataset, tmp_path):
+    from memocli.train import prepare
+
+    splits = Splits(str(dataset), load_split(dataset, "train_1"), load_split(dataset, "val_1"))
+    data = TrainingData.single(splits)
+
+    def disagreement(consistency):
+        torch.manual_seed(0)
+        model = VNet(get_config("vnet_tiny"))
+        tcfg = TrainConfig(epochs=6, batch_size=16, lr_max=3e-3, train_stages=1,
+                           augment="reframe", consistency=consistency, workers=0)
+        fit(model, data, tmp_path / f"w{consistency}", tcfg, pick_device("cpu"), {"init": None},
+            silent=True, echo=lambda _: None)
+        path = prepare(model, data, tcfg, pick_device("cpu"))
+        model.eval()
+        gaps = []
+        with torch.no_grad():
+            for x, _, _ in path.train_batches(1):
+                assert x.shape[1:] == (2, 3, model.cfg.input_size, model.cfg.input_size)
+                assert not torch.equal(x[:, 0], x[:, 1])  # two draws, not one view twice
+                scores = path.predict(x)
+                assert scores.shape == (len(x), 2, 1)
+                gaps.append((scores[:, 0] - scores[:, 1]).abs().mean().item())
+        return sum(gaps) / len(gaps)
+
+    assert disagreement(1000.0) < 0.75 * disagreement(0.001)
+
+
+def test_consistency_needs_an_augmentation_that_draws_views(dataset, tmp_path):
+    result = CliRunner().invoke(cli, ["train", str(dataset), "--model", "vnet_tiny", "--out",
+                                      str(tmp_path / "run"), "--lr-max", "1e-3",
+                                      "--consistency", "1", "-s"])
+    assert result.exit_code == 2
+    assert "--consistency needs --augment crop or reframe" in result.output
+    assert not (tmp_path / "run").exists()
