@@ -136,8 +136,7 @@ def _source_spec(ctx, param, values):
 @silent_option
 def train(data, more_data, val_frac, select_on, fold, folds_text, out, epochs, lr_max,
           weight_decay, train_stages, augment, consistency, train_precision, seed, resume, force,
-          model_name,
-          backbone_weights, init, feature_cache, batch_size, workers, device, silent):
+          model_name, backbone_weights, init, feature_cache, batch_size, workers, device, silent):
     """Train V-Net on a LaMem-layout folder or a CSV manifest, or on several at once.
 
     DATA is a folder with images/ and splits/{train,val,test}_K.txt (lines "name score"),
