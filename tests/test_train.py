@@ -385,6 +385,7 @@ def test_consistency_shows_two_different_views_and_pulls_their_scores_together(d
         path = prepare(model, data, tcfg, pick_device("cpu"))
         model.eval()
         gaps = []
+        torch.manual_seed(1)  # the same pairs of views for both models
         with torch.no_grad():
             for x, _, _ in path.train_batches(1):
                 assert x.shape[1:] == (2, 3, model.cfg.input_size, model.cfg.input_size)
@@ -394,7 +395,7 @@ def test_consistency_shows_two_different_views_and_pulls_their_scores_together(d
                 gaps.append((scores[:, 0] - scores[:, 1]).abs().mean().item())
         return sum(gaps) / len(gaps)
 
-    assert disagreement(1000.0) < 0.75 * disagreement(0.001)
+    assert disagreement(1e4) < 0.5 * disagreement(1e-3)
 
 
 def test_consistency_needs_an_augmentation_that_draws_views(dataset, tmp_path):
