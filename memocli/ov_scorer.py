@@ -69,7 +69,7 @@ def converted_model_id(checkpoint: Path, device: str, precision: str, engine: st
     stems = [p.name.removesuffix(".json") for p in engine_cache_dir().glob(pattern)]
     if len(stems) != 1:  # its files are checked when it is read (OpenVINOScorer.for_model)
         return None
-    checkpoint_id = stems[0].removesuffix(f"-ov{release}")
+    checkpoint_id = ov_store.stem_checkpoint_id(stems[0], release)
     return model_id(checkpoint_id, Variant(dtype, "cpu", "openvino", release))
 
 

@@ -43,6 +43,11 @@ def network_stem(checkpoint_id: str, openvino_version: str) -> str:
     return f"{checkpoint_id}-ov{openvino_version}"
 
 
+def stem_checkpoint_id(stem: str, openvino_version: str) -> str:
+    """The checkpoint id a :func:`network_stem` of ``openvino_version`` was made from."""
+    return stem.removesuffix(network_stem("", openvino_version))
+
+
 def _version_key(stem: str) -> tuple[int, ...]:
     """The OpenVINO version in a stem as numbers (``(2026, 4, 1)``; ``()`` if none)."""
     version = stem.rsplit("-ov", 1)[-1] if "-ov" in stem else ""
