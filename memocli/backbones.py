@@ -17,7 +17,7 @@ import torch
 from .catalog import installed_model_of
 from .checkpoint import load_checkpoint
 from .errors import MemoError
-from .model import VNet
+from .model import VNet, with_antialias
 from .registry import IMAGENET_MEAN, IMAGENET_STD, get_config
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,8 @@ def kept_heads_for(model: VNet, heads: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def initial_model(model_name: str, backbone_weights: str | None, init: str | None,
-                  warn=print, heads: tuple[str, ...] = ("score",)) -> tuple[VNet, dict]:
+                  warn=print, heads: tuple[str, ...] = ("score",), input_blur: float | None = None,
+                  blur_strides: bool | None = None) -> tuple[VNet, dict]:
     """Build the model a training run starts from, and metadata saying how.
 
     Args:
@@ -123,7 +124,16 @@ def initial_model(model_name: str, backbone_weights: str | None, init: str | Non
         warn: called with a warning when the backbone stays random.
         heads: the model's heads (one per training source); with ``init``, heads the
             checkpoint lacks are listed in the metadata as ``new_heads``.
+        input_blur, blur_strides: the low-passes of the model to train
+            (:class:`~memocli.registry.ModelConfig`); None keeps the starting model's.
     """
+    model, meta = _starting_model(model_name, backbone_weights, init, warn, heads)
+    return with_antialias(model, input_blur, blur_strides), meta
+
+
+def _starting_model(model_name: str, backbone_weights: str | None, init: str | None, warn,
+                    heads: tuple[str, ...]) -> tuple[VNet, dict]:
+    """:func:`initial_model` before its low-passes are set."""
     if init and backbone_weights:
         raise MemoError("use either --init or --backbone-weights, not both")
     if init is None and backbone_weights is None:

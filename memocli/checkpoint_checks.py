@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from .errors import MemoError
-from .registry import MODELS, ModelConfig
+from .registry import MAX_INPUT_BLUR, MODELS, ModelConfig
 
 #: The pickled part of a checkpoint (names, config, metadata; not the tensor data). A
 #: ResNet-152 V-Net's is about 100 KB.
@@ -51,6 +51,16 @@ def _int_in(lo: int, hi: int) -> Callable[[Any], str | None]:
     return rule
 
 
+def _float_in(lo: float, hi: float) -> Callable[[Any], str | None]:
+    def rule(value: Any) -> str | None:
+        if (not isinstance(value, (int, float)) or isinstance(value, bool)
+                or not math.isfinite(value) or not lo <= value <= hi):
+            return f"must be a number from {lo:g} to {hi:g}"
+        return None
+
+    return rule
+
+
 def _floats_in(n: int, lo: float, hi: float) -> Callable[[Any], str | None]:
     def rule(value: Any) -> str | None:
         if (not isinstance(value, (list, tuple)) or len(value) != n
@@ -60,6 +70,10 @@ def _floats_in(n: int, lo: float, hi: float) -> Callable[[Any], str | None]:
         return None
 
     return rule
+
+
+def _flag(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
 
 
 def _name(value: Any) -> str | None:
@@ -100,6 +114,8 @@ CONFIG_RULES: dict[str, Callable[[Any], str | None]] = {
     "stage_blocks": _stage_blocks,
     "heads": _heads,
     "mixer_domains": _int_in(1, 64),
+    "input_blur": _float_in(0.0, MAX_INPUT_BLUR),
+    "blur_strides": _flag,
 }
 
 

@@ -6,9 +6,9 @@ its horizontal mirror (the two views the ``flip`` augmentation draws from), and 
 memory and, with a store folder, on disk between runs.
 
 An entry depends on the frozen weights, which stages are frozen, the preprocessing
-(:data:`memocli.registry.PREPROCESSING_VERSION`, input size, normalisation) and the dtype the
-backbone ran in; all of them are part of the store file's name, so a change to any of them
-recomputes the entries instead of mixing old and new ones.
+(:data:`memocli.registry.PREPROCESSING_VERSION`, input size, normalisation, low-passes) and
+the dtype the backbone ran in; all of them are part of the store file's name, so a change to
+any of them recomputes the entries instead of mixing old and new ones.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def cache_key(model: VNet, frozen_stages: int, computed_in: str) -> str:
     h = hashlib.sha256(json.dumps({
         "preprocessing": PREPROCESSING_VERSION,
         "input": [cfg.backbone, list(cfg.stage_blocks), cfg.input_size, list(cfg.mean),
-                  list(cfg.std)],
+                  list(cfg.std), cfg.input_blur, cfg.blur_strides],
         "frozen_stages": frozen_stages,
         "computed_in": str(torch_dtype(computed_in)),
         "stored_as": str(STORED_DTYPE),

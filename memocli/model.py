@@ -7,13 +7,63 @@ linear layer on the final hidden state gives the memorability score.
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet
 from torchvision.models.resnet import Bottleneck, ResNet
 
 from .errors import MemoError
 from .registry import DEFAULT_MODEL, STAGES, ModelConfig, get_config
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """``[k, k]`` normalised 2-D Gaussian of ``sigma`` pixels, ``k = 2 * ceil(3 * sigma) + 1``."""
+    radius = math.ceil(3 * sigma)
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    g = torch.exp(-0.5 * (t / sigma) ** 2)
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def binomial_kernel() -> torch.Tensor:
+    """``[3, 3]`` normalised binomial filter (1 2 1) x (1 2 1) / 16."""
+    g = torch.tensor([1.0, 2.0, 1.0])
+    return g[:, None] * g[None, :] / 16
+
+
+def low_pass(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """``x`` ``[B, C, H, W]`` filtered channel by channel with ``kernel`` ``[k, k]``, edges
+    reflected (a flat image stays as it is)."""
+    r, c = kernel.shape[-1] // 2, x.shape[1]
+    weight = kernel.to(x.dtype).expand(c, 1, -1, -1).contiguous()
+    return F.conv2d(F.pad(x, (r, r, r, r), mode="reflect"), weight, groups=c)
+
+
+class BlurredConv2d(nn.Conv2d):
+    """A strided convolution that low-passes its input first (binomial 3x3): since both are
+    linear, the same as convolving, blurring, then subsampling. Its weights are those of a
+    plain ``nn.Conv2d`` (same names), so it loads any ResNet's."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_buffer("blur", binomial_kernel(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(low_pass(x, self.blur))
+
+
+def blur_strided_convs(net: ResNet) -> None:
+    """Swap every strided convolution of the residual stages for a :class:`BlurredConv2d`."""
+    for stage in STAGES:
+        for name, conv in list(getattr(net, stage).named_modules()):
+            if isinstance(conv, nn.Conv2d) and conv.stride != (1, 1):
+                parent, _, attr = f"{stage}.{name}".rpartition(".")
+                setattr(net.get_submodule(parent), attr, BlurredConv2d(
+                    conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                    conv.padding, conv.dilation, conv.groups, conv.bias is not None))
 
 
 def build_backbone(cfg: ModelConfig) -> ResNet:
@@ -24,6 +74,8 @@ def build_backbone(cfg: ModelConfig) -> ResNet:
         net = getattr(resnet, cfg.backbone)(weights=None)
     net.fc = nn.Identity()
     net.avgpool = nn.Identity()
+    if cfg.blur_strides:
+        blur_strided_convs(net)
     return net
 
 
@@ -117,6 +169,9 @@ class VNet(nn.Module):
         self.block_names = [name for name, _ in blocks]
         self.block_channels = [block.conv3.out_channels for _, block in blocks]
         self.pool = nn.AdaptiveAvgPool2d(1)
+        # fixed, not learnt: rebuilt from the config, so not part of the state dict
+        self.register_buffer("input_kernel", gaussian_kernel(self.cfg.input_blur)
+                             if self.cfg.input_blur > 0 else None, persistent=False)
         self.heads = nn.ModuleDict({
             name: VNetHead(self.block_channels, self.cfg.proj_channels, self.cfg.lstm_hidden)
             for name in self.cfg.heads
@@ -132,7 +187,10 @@ class VNet(nn.Module):
         return self.heads[self.cfg.heads[0]]
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
-        """The ResNet stem (conv1, bn1, relu, maxpool)."""
+        """The input low-pass (``cfg.input_blur``, edges reflected), then the ResNet stem
+        (conv1, bn1, relu, maxpool)."""
+        if self.input_kernel is not None:
+            x = low_pass(x, self.input_kernel)
         net = self.backbone
         return net.maxpool(net.relu(net.bn1(net.conv1(x))))
 
@@ -210,6 +268,20 @@ class VNet(nn.Module):
             name for name, child in self.backbone.named_children()
             if any(p.requires_grad for p in child.parameters())
         }
+
+
+def with_antialias(model: VNet, input_blur: float | None = None,
+                   blur_strides: bool | None = None) -> VNet:
+    """``model``'s weights in a V-Net with these low-passes (None: keep the model's; see
+    :class:`~memocli.registry.ModelConfig`), on the same device and in the same mode."""
+    cfg = model.cfg.with_antialias(
+        model.cfg.input_blur if input_blur is None else input_blur,
+        model.cfg.blur_strides if blur_strides is None else blur_strides)
+    if cfg == model.cfg:
+        return model
+    new = VNet(cfg)
+    new.load_state_dict(model.state_dict())
+    return new.to(next(model.parameters()).device).train(model.training)
 
 
 class StageSlice(nn.Module):

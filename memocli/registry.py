@@ -30,6 +30,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: random.
 AUGMENTATIONS = ("flip", "crop", "reframe")
 
+#: The widest input low-pass a model may ask for (``ModelConfig.input_blur``), in pixels.
+MAX_INPUT_BLUR = 4.0
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -48,6 +51,12 @@ class ModelConfig:
         heads: names of the V-Net heads over the one backbone (one per training source, or
             ensemble members); several heads are combined by a mixer.
         mixer_domains: how many gated domains the mixer of a multi-head model has.
+        input_blur: sigma, in network-input pixels, of a Gaussian low-pass the network
+            applies before its stem (whose first convolution is strided); 0 for none.
+        blur_strides: low-pass (binomial 3x3) the input of every strided convolution of the
+            residual stages, blur-then-subsample as in Zhang 2019 ("Making convolutional
+            networks shift-invariant again"). With ``input_blur`` it damps the aliasing
+            that makes a crop of a few pixels move a score (docs/scoring.md).
     """
 
     name: str
@@ -60,6 +69,8 @@ class ModelConfig:
     stage_blocks: tuple[int, ...] = field(default=(3, 4, 6, 3))
     heads: tuple[str, ...] = ("score",)
     mixer_domains: int = 1
+    input_blur: float = 0.0
+    blur_strides: bool = False
 
     def to_dict(self) -> dict:
         """Plain-data form for checkpoints (lists, not tuples)."""
@@ -85,6 +96,13 @@ class ModelConfig:
         if not heads or len(set(heads)) != len(heads):
             raise MemoError(f"head names must be distinct and non-empty: {list(heads)}")
         return replace(self, heads=tuple(heads), mixer_domains=mixer_domains)
+
+    def with_antialias(self, input_blur: float, blur_strides: bool) -> ModelConfig:
+        """The same weights' architecture with other low-passes (see the attributes)."""
+        if not 0 <= input_blur <= MAX_INPUT_BLUR:
+            raise MemoError(f"input blur must be between 0 and {MAX_INPUT_BLUR:g} pixels, "
+                            f"not {input_blur:g}")
+        return replace(self, input_blur=float(input_blur), blur_strides=bool(blur_strides))
 
 
 MODELS: dict[str, ModelConfig] = {

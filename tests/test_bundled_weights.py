@@ -24,7 +24,9 @@ def test_bundled_checkpoints_carry_their_provenance(path):
     meta = torch.load(path, map_location="cpu", weights_only=True)
     assert meta["cfg"]["mean"] == [0.0, 0.0, 0.0] and meta["cfg"]["std"] == [1.0, 1.0, 1.0]
     assert "package" in meta["backbone_init"]
-    assert meta["train_data"]["sizes"] == {"train": 1500, "val": 200, "test": 300}
+    data = meta["train_data"]  # several sources (the default): LNSIM's is the first
+    lnsim = data["sources"][0] if "sources" in data else data
+    assert lnsim["sizes"] == {"train": 1500, "val": 200, "test": 300}
     assert {"val_rho", "val_mse", "test_rho", "test_mse", "epoch"} <= set(meta["metrics"])
     assert meta["training"]["lr_max"] > 0
 

@@ -56,6 +56,8 @@ def setter(*keys, value):
     ("stage_blocks", [1, 1, 1], "stage_blocks"),
     ("backbone", "__class__", "backbone '__class__' must be one of"),
     ("name", "\x1b[31mevil", "name"),
+    ("input_blur", 50.0, "input_blur 50.0 must be a number from 0 to 4"),
+    ("input_blur", float("inf"), "input_blur"),
     ("surprise", 1, "unknown model config field"),
 ])
 def test_every_config_field_is_bounded(tmp_path, tiny_checkpoint, field, value, match):

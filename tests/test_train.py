@@ -405,3 +405,24 @@ def test_consistency_needs_an_augmentation_that_draws_views(dataset, tmp_path):
     assert result.exit_code == 2
     assert "--consistency needs --augment crop or reframe" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_low_passes_are_trained_with_kept_by_fine_tunes_and_can_be_turned_off(dataset, tmp_path):
+    from conftest import tiny_checkpoint_at
+
+    init = tiny_checkpoint_at(tmp_path / "plain.pt")
+    result = fine_tune(dataset, init, tmp_path / "blurred", "--epochs", "1", "--input-blur",
+                       "0.8", "--blur-strides", "--augment", "reframe")
+    assert result.exit_code == 0, result.output
+    blurred = load_checkpoint(tmp_path / "blurred" / "best.pt").model
+    assert blurred.cfg.input_blur == 0.8 and blurred.cfg.blur_strides
+    kept = fine_tune(dataset, tmp_path / "blurred" / "best.pt", tmp_path / "kept", "--epochs", "1")
+    assert kept.exit_code == 0, kept.output
+    assert load_checkpoint(tmp_path / "kept" / "best.pt").model.cfg.input_blur == 0.8
+    off = fine_tune(dataset, tmp_path / "blurred" / "best.pt", tmp_path / "off", "--epochs", "1",
+                    "--input-blur", "0", "--no-blur-strides")
+    assert off.exit_code == 0, off.output
+    plain = load_checkpoint(tmp_path / "off" / "best.pt").model.cfg
+    assert plain.input_blur == 0 and not plain.blur_strides
+    bad = fine_tune(dataset, init, tmp_path / "bad", "--input-blur", "9")
+    assert bad.exit_code == 2 and "--input-blur" in bad.output

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import MemoError
-from ..registry import AUGMENTATIONS
+from ..registry import AUGMENTATIONS, MAX_INPUT_BLUR
 from .options import (
     WEIGHTS_HELP,
     WeightsType,
@@ -72,6 +72,17 @@ def _check_consistency(augment: str, consistency: float) -> None:
 
 
 def _init_options(f):
+    """``--backbone-weights``, ``--init``, ``--feature-cache`` and the low-passes: what the
+    model to train starts from and is."""
+    f = click.option(
+        "--blur-strides/--no-blur-strides", default=None,
+        help="Low-pass the input of every strided convolution of the residual stages "
+             "(anti-aliasing, Zhang 2019: small crops move scores less; about 0.5% more "
+             "compute) [default: as the starting model].")(f)
+    f = click.option(
+        "--input-blur", type=click.FloatRange(0, MAX_INPUT_BLUR), metavar="SIGMA",
+        help="Low-pass the network's input by a Gaussian of SIGMA pixels before its "
+             "strided first convolution (0: none) [default: as the starting model].")(f)
     f = click.option(
         "--feature-cache", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
         help="Keep the frozen backbone's activations in DIR and reuse them in later runs "
@@ -136,7 +147,8 @@ def _source_spec(ctx, param, values):
 @silent_option
 def train(data, more_data, val_frac, select_on, fold, folds_text, out, epochs, lr_max,
           weight_decay, train_stages, augment, consistency, train_precision, seed, resume, force,
-          model_name, backbone_weights, init, feature_cache, batch_size, workers, device, silent):
+          model_name, backbone_weights, init, input_blur, blur_strides, feature_cache,
+          batch_size, workers, device, silent):
     """Train V-Net on a LaMem-layout folder or a CSV manifest, or on several at once.
 
     DATA is a folder with images/ and splits/{train,val,test}_K.txt (lines "name score"),
@@ -188,7 +200,8 @@ def train(data, more_data, val_frac, select_on, fold, folds_text, out, epochs, l
                        precision=Precision.training(dev.type, train_precision).dtype)
     results = cross_validate(
         data_by_fold, Path(out),
-        lambda warn: initial_model(model_name, backbone_weights, init, warn=warn, heads=heads),
+        lambda warn: initial_model(model_name, backbone_weights, init, warn=warn, heads=heads,
+                                   input_blur=input_blur, blur_strides=blur_strides),
         tcfg, lr_max, dev,
         FeatureBanks(dev, batch_size, workers, silent, feature_cache, tcfg.precision),
         resume=resume, silent=silent, echo=echo_err,
@@ -267,8 +280,8 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
 @device_option
 @silent_option
 def lr_find(data, fold, out, plot_path, steps, start_lr, end_lr, train_stages, augment,
-            consistency, train_precision, model_name, backbone_weights, init, feature_cache,
-            batch_size, workers, device, silent):
+            consistency, train_precision, model_name, backbone_weights, init, input_blur,
+            blur_strides, feature_cache, batch_size, workers, device, silent):
     """LR range test: suggest the one-cycle policy's maximum learning rate.
 
     Raises the learning rate exponentially over a few hundred mini-batches of the training
@@ -297,7 +310,8 @@ def lr_find(data, fold, out, plot_path, steps, start_lr, end_lr, train_stages, a
     check_output_file(plot_path)  # said now, not after the test
     training = TrainingData.single(load_fold(data, fold))
     dev = pick_device(device)
-    model, _ = initial_model(model_name, backbone_weights, init, warn=echo_err)
+    model, _ = initial_model(model_name, backbone_weights, init, warn=echo_err,
+                             input_blur=input_blur, blur_strides=blur_strides)
     tcfg = TrainConfig(batch_size=batch_size, train_stages=train_stages, augment=augment,
                        consistency=consistency, workers=workers,
                        precision=Precision.training(dev.type, train_precision).dtype)
