@@ -12,6 +12,7 @@ from .escape import csv_writer
 from .files import atomic_write
 from .metrics import regression_metrics
 from .predictor import Predictor
+from .reporting import Progress
 
 
 @dataclass
@@ -30,18 +31,21 @@ class Evaluation:
 
 
 def evaluate_split(predictor: Predictor, items: list[LabeledImage], split: str,
-             batch_size: int | None = None, workers: int | None = None) -> Evaluation:
+                   batch_size: int | None = None, workers: int | None = None,
+                   progress: Progress | None = None) -> Evaluation:
     """Predict every photo of a split (:func:`memocli.data.load_split`'s ``items``) and
-    compare with its label.
+    compare with its label, advancing ``progress`` photo by photo.
 
     Raises:
         MemoError: a photo cannot be decoded: metrics over part of a split would mislead.
     """
     predicted: dict[int, float] = {}
-    for batch in predictor.iter_predictions([i.path for i in items], batch_size, workers):
-        for index, reason in batch.failures:
-            raise MemoError(f"{items[index].path}: {reason}")
-        predicted.update(zip(batch.indices, batch.scores, strict=True))
+    with (progress or Progress()).stage(len(items), f"evaluating {split}") as advance:
+        for batch in predictor.iter_predictions([i.path for i in items], batch_size, workers):
+            for index, reason in batch.failures:
+                raise MemoError(f"{items[index].path}: {reason}")
+            predicted.update(zip(batch.indices, batch.scores, strict=True))
+            advance(len(batch.indices))
     predictions = [predicted[i] for i in range(len(items))]
     return Evaluation(split, predictor.model_id, items, predictions,
                       regression_metrics(predictions, [i.score for i in items]))

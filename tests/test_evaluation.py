@@ -72,3 +72,33 @@ def test_an_undecodable_photo_stops_the_evaluation(tmp_path, labelled, tiny_chec
     predictor = Predictor.from_checkpoint(tiny_checkpoint, "cpu", "fp32", "torch")
     with pytest.raises(MemoError, match="p3.png: "):
         evaluate_split(predictor, items, "test", workers=0)
+
+
+def test_progress_counts_every_photo_and_silent_prints_nothing(tmp_path, labelled,
+                                                              tiny_checkpoint):
+    from memocli.reporting import Progress
+
+    manifest, _ = labelled
+    stages = []
+
+    class Recorder:
+        def __init__(self, total, desc, unit):
+            self.stage = {"total": total, "desc": desc, "done": 0}
+            stages.append(self.stage)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def update(self, n):
+            self.stage["done"] += n
+
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, "cpu", "fp32", "torch")
+    evaluate_split(predictor, load_split(manifest, "test"), "test", batch_size=4, workers=0,
+                   progress=Progress(bar=Recorder))
+    assert stages == [{"total": 6, "desc": "evaluating test", "done": 6}]
+    result = invoke(["evaluate", str(manifest), "--split", "test", "-w", str(tiny_checkpoint),
+                     "--workers", "0", "-s"])
+    assert result.stderr == "" and result.stdout.startswith("test: rho ")

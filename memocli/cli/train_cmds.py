@@ -18,6 +18,7 @@ from .options import (
     engine_option,
     model_option,
     precision_option,
+    progress_for_stderr,
     silent_option,
 )
 
@@ -234,8 +235,9 @@ def _fold_line(k: int, result: dict, heads: tuple[str, ...]) -> str:
 @device_option
 @precision_option(default="fp32")
 @engine_option
+@silent_option
 def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, device, precision,
-             engine):
+             engine, silent):
     """Spearman rho and MSE of a checkpoint on a labelled split.
 
     \b
@@ -251,7 +253,8 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
         check_output_file(csv_path)  # said now, not after the whole split
     items = load_split(data, split)
     predictor = load_predictor(weights or default_weights_path(), device, precision, engine)
-    evaluation = evaluate_split(predictor, items, split, batch_size, workers)
+    evaluation = evaluate_split(predictor, items, split, batch_size, workers,
+                                progress_for_stderr(silent))
     if csv_path:
         write_predictions(evaluation, csv_path)
     metrics = evaluation.metrics
