@@ -51,10 +51,14 @@ def _int_in(lo: int, hi: int) -> Callable[[Any], str | None]:
     return rule
 
 
+def _is_number_in(value: Any, lo: float, hi: float) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and lo <= value <= hi)
+
+
 def _float_in(lo: float, hi: float) -> Callable[[Any], str | None]:
     def rule(value: Any) -> str | None:
-        if (not isinstance(value, (int, float)) or isinstance(value, bool)
-                or not math.isfinite(value) or not lo <= value <= hi):
+        if not _is_number_in(value, lo, hi):
             return f"must be a number from {lo:g} to {hi:g}"
         return None
 
@@ -64,8 +68,7 @@ def _float_in(lo: float, hi: float) -> Callable[[Any], str | None]:
 def _floats_in(n: int, lo: float, hi: float) -> Callable[[Any], str | None]:
     def rule(value: Any) -> str | None:
         if (not isinstance(value, (list, tuple)) or len(value) != n
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                           and math.isfinite(v) and lo <= v <= hi for v in value)):
+                or not all(_is_number_in(v, lo, hi) for v in value)):
             return f"must be {n} numbers from {lo:g} to {hi:g}"
         return None
 

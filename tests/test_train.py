@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import interrupting, invoke
+from conftest import interrupting, invoke, tiny_checkpoint_at
 from PIL import Image
 
 from memocli.checkpoint import load_checkpoint
@@ -408,8 +408,6 @@ def test_consistency_needs_an_augmentation_that_draws_views(dataset, tmp_path):
 
 
 def test_low_passes_are_trained_with_kept_by_fine_tunes_and_can_be_turned_off(dataset, tmp_path):
-    from conftest import tiny_checkpoint_at
-
     init = tiny_checkpoint_at(tmp_path / "plain.pt")
     result = fine_tune(dataset, init, tmp_path / "blurred", "--epochs", "1", "--input-blur",
                        "0.8", "--blur-strides", "--augment", "reframe")
