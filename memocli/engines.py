@@ -153,5 +153,6 @@ def read_network(folder: Path, stem: str):
     except RuntimeError as e:  # checked, yet unreadable (another version's format)
         log.warning("cannot read converted network %s (%s); converting again", found[0], e)
         return None
+    ov_store.mark_used(folder, stem)
     log.info("OpenVINO network read from %s", found[0])
     return network

@@ -1,5 +1,5 @@
 """The folder of converted networks (``engines/``): saved whole or not at all, checked
-before every use, and kept tidy.
+before every use, and kept tidy (a network unused for 90 days goes at the next save).
 
 A converted network is three files named by one stem, ``<checkpoint id>-ov<version>``:
 the OpenVINO IR (``.xml`` + ``.bin``) and a manifest (``.json``) with the CRC-32 and size
@@ -36,6 +36,7 @@ MANIFEST_FORMAT = 1
 _PARTS = (".xml", ".bin")
 _TEMP = re.compile(r"\.tmp-(?P<host>[^.]*)-(?P<pid>\d+)\.")
 STALE_AFTER_S = 3600  # a temporary file this old is a dead save's, on any machine
+UNUSED_AFTER_S = 90 * 86400  # a network no run has read for this long goes at the next save
 
 
 def network_stem(checkpoint_id: str, openvino_version: str) -> str:
@@ -158,6 +159,7 @@ def save(network: Any, folder: Path, stem: str, facts: dict[str, Any]) -> bool:
         return False
     log.info("converted network kept in %s", folder / f"{stem}.xml")
     forget_older_versions(folder, stem)
+    forget_unused(folder, stem)
     return True
 
 
@@ -204,6 +206,40 @@ def forget_older_versions(folder: Path, stem: str) -> None:
                 and other.rsplit("-ov", 1)[0] == checkpoint and _version_key(other) < mine):
             with contextlib.suppress(OSError):
                 path.unlink()
+
+
+def mark_used(folder: Path, stem: str) -> None:
+    """Record that a run read the network ``stem`` (its manifest's time; a folder that is
+    not writable keeps the old time)."""
+    with contextlib.suppress(OSError):
+        os.utime(folder / f"{stem}.json")
+
+
+def _last_used(path: Path) -> float:
+    """When ``path`` was last written or (where the file system records it) read."""
+    info = path.lstat()
+    return max(info.st_mtime, info.st_atime)
+
+
+def forget_unused(folder: Path, keep: str, now: float | None = None) -> None:
+    """Delete the networks no run has read for :data:`UNUSED_AFTER_S` (another model's,
+    say the default before an upgrade: about 110 MB each) except ``keep``, and OpenVINO's
+    compiled-model files as old (should one still be in use, OpenVINO compiles again:
+    about a second). The manifest goes first, so a network is never left half-deleted
+    and read."""
+    now = time.time() if now is None else now
+    for manifest in folder.glob("*.json"):
+        stem = manifest.name[:-len(".json")]
+        with contextlib.suppress(OSError):
+            if stem != keep and now - manifest.lstat().st_mtime > UNUSED_AFTER_S:
+                for path in (manifest, *(folder / f"{stem}{s}" for s in _PARTS)):
+                    path.unlink(missing_ok=True)
+                log.info("removed converted network %s, unused for %d days", stem,
+                         UNUSED_AFTER_S // 86400)
+    for compiled in (folder / "compiled").glob("*"):
+        with contextlib.suppress(OSError):
+            if compiled.is_file() and now - _last_used(compiled) > UNUSED_AFTER_S:
+                compiled.unlink()
 
 
 def folder_facts(folder: Path) -> dict[str, Any]:

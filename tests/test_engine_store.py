@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import numpy
 import pytest
@@ -122,3 +123,42 @@ def test_no_cache_writes_no_converted_network(tiny_checkpoint, make_photos):
     invoke(["score", str(folder), "-w", str(tiny_checkpoint), "--engine", "openvino",
             "--no-cache", "-s"])
     assert not engine_cache_dir().exists()
+
+
+def age(path, seconds):
+    """Make ``path`` look last written and read ``seconds`` ago."""
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_a_network_unused_for_long_goes_at_the_next_save_with_old_compiled_files(model):
+    folder = engine_cache_dir()
+    compiled_vnet(model, FP32, "tiny-old", folder)
+    compiled_vnet(model, FP32, "tiny-recent", folder)
+    age(next(folder.glob("tiny-old-ov*.json")), ov_store.UNUSED_AFTER_S + 3600)
+    age(next(folder.glob("tiny-recent-ov*.json")), ov_store.UNUSED_AFTER_S - 3600)
+    stale_compiled = folder / "compiled" / "1234.blob"
+    stale_compiled.write_bytes(b"\0" * 100)
+    age(stale_compiled, ov_store.UNUSED_AFTER_S + 3600)
+    in_use_compiled = [f for f in (folder / "compiled").iterdir() if f != stale_compiled]
+
+    compiled_vnet(model, FP32, "tiny-new", folder)
+
+    assert not list(folder.glob("tiny-old-ov*"))
+    assert len(list(folder.glob("tiny-recent-ov*"))) == len(list(folder.glob("tiny-new-ov*"))) == 3
+    assert not stale_compiled.exists()
+    assert in_use_compiled and all(f.exists() for f in in_use_compiled)
+    assert converted_networks()["networks"] == 2
+
+
+def test_reading_a_network_marks_it_used_so_it_is_kept(model):
+    folder = engine_cache_dir()
+    compiled_vnet(model, FP32, "tiny-x", folder)
+    manifest = stored(".json")
+    age(manifest, ov_store.UNUSED_AFTER_S + 3600)
+    x = photos_input(model)
+    compiled_vnet(model, FP32, "tiny-x", folder)(x)  # a later run reads it
+    assert time.time() - manifest.stat().st_mtime < 600
+
+    compiled_vnet(model, FP32, "tiny-y", folder)
+    assert ov_store.checked_paths(folder, manifest.name[:-len(".json")]) is not None

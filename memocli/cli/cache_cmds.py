@@ -127,7 +127,7 @@ def info(cache_path, as_json):
     if engines["networks"]:
         click.echo(for_terminal(f"engines:  {engines['path']}  {engines['networks']} converted "
                                 f"network(s), {_human_size(engines['size_bytes'])} "
-                                "(OpenVINO; delete the folder to reclaim the space)"))
+                                "(OpenVINO; one unused for 90 days goes when another is converted)"))
 
 
 def _human_size(n: int) -> str:
