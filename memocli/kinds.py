@@ -6,7 +6,8 @@ Cheap signals first, in this order:
 1. **icon**: the image is tiny (its long side under :data:`TINY_SIDE` pixels): favicons,
    icons, thumbnails.
 2. **photo**: the file names the camera that took it (EXIF make or model).
-3. The pixels of a :data:`STATS_SIDE`-pixel thumbnail (:func:`pixel_stats`):
+3. The pixels of a :data:`STATS_SIDE`-pixel thumbnail (:func:`pixel_stats`, on levels
+   stretched to the full range so that exposure does not count):
    a logistic regression over six statistics (:data:`STATS`) trained on generated
    drawings, documents and screenshots against pool and LNSIM photos
    (``scripts/train_kinds.py``; weights in ``kinds.json``) gives the odds of a non-photo.
@@ -42,6 +43,7 @@ KIND_NOUNS = {ICON: ("icon", "icons"), BLANK: ("blank image", "blank images"),
 TINY_SIDE = 100  # px: a long side under this is an icon (bigger icons are flat: drawings)
 STATS_SIDE = 128  # px: the thumbnail the pixel statistics are taken on
 BLANK_SPREAD = 3.0  # grey levels (of 255): a standard deviation under this is blank
+MAX_STRETCH = 8.0  # the most the grey levels are stretched before the texture statistics
 #: The pixel statistics of :func:`pixel_stats`; the classifier uses those kinds.json names.
 STATS = ("spread", "flat", "smooth", "sharp", "palette", "colours")
 #: Width x height of phone and monitor screens (either way up), for screenshots.
@@ -65,8 +67,10 @@ def is_screen_size(width: int, height: int) -> bool:
 def pixel_stats(img: Image.Image) -> dict[str, float]:
     """The :data:`STATS` of ``img`` on a thumbnail of at most :data:`STATS_SIDE` pixels.
 
-    spread: standard deviation of the grey levels / 64; flat, smooth, sharp: the shares of
-    neighbouring pixel pairs that differ by at most 2 levels (flat colour), by 3-24
+    spread: standard deviation of the grey levels / 64. The others are taken after the grey
+    levels are stretched to the full range (:func:`stretched`), so that a dark, hazy or
+    flat-lit photo has the texture of a well-exposed one: flat, smooth, sharp: the shares
+    of neighbouring pixel pairs that differ by at most 2 levels (flat colour), by 3-24
     (photographic texture, gradients) and by more than 64 (hard edges); palette: the share
     of pixels in the 8 commonest colours (16 levels a channel); colours: the share of those
     4,096 colours present.
@@ -78,16 +82,29 @@ def pixel_stats(img: Image.Image) -> dict[str, float]:
     small = img.convert("RGB")
     small.thumbnail((STATS_SIDE, STATS_SIDE), Image.Resampling.BOX)
     a = np.asarray(small, dtype=np.int16)  # [H, W, 3]
+    spread = a.mean(axis=2).std() / 64
+    a = stretched(a)
     steps = np.concatenate([np.abs(np.diff(a, axis=1)).max(axis=2).ravel(),
                             np.abs(np.diff(a, axis=0)).max(axis=2).ravel()])
     if steps.size == 0:  # one pixel wide
         steps = np.zeros(1, dtype=np.int16)
     q = (a // 16).reshape(-1, 3)
     counts = np.bincount(q[:, 0] * 256 + q[:, 1] * 16 + q[:, 2], minlength=4096)
-    values = (a.mean(axis=2).std() / 64, (steps <= 2).mean(),
+    values = (spread, (steps <= 2).mean(),
               ((steps > 2) & (steps <= 24)).mean(), (steps > 64).mean(),
               np.sort(counts)[-8:].sum() / len(q), (counts > 0).mean())
     return {name: float(v) for name, v in zip(STATS, values, strict=True)}
+
+
+def stretched(a):
+    """``a`` (``[H, W, 3]`` int16 levels) with the 1st-99th percentile of its grey levels
+    mapped onto 0-255, by at most :data:`MAX_STRETCH` times (pictures already spanning the
+    range, as drawings, documents and screenshots do, barely change)."""
+    import numpy as np
+
+    lo, hi = np.percentile(a.mean(axis=2), (1, 99))
+    gain = min(MAX_STRETCH, 255 / max(hi - lo, 1e-6))
+    return np.clip(np.rint((a - lo) * gain), 0, 255).astype(np.int16)
 
 
 def split_photos(files: Sequence[ScoredFile]) -> tuple[list[ScoredFile], dict[str, int]]:

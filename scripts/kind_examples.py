@@ -3,8 +3,9 @@
 Each maker draws one picture with Pillow from a seeded random generator: clip art (flat
 shapes, outlines, a little shading), scanned or printed documents (text lines, a table,
 paper tint, scanner noise), screenshots (phone and monitor sizes: bars, list rows, buttons,
-text; some with a photo inside), and near-blank images. Used by ``scripts/train_kinds.py``
-and ``benchmarks/kinds.py``; nothing here ships in the package.
+text; some with a photo inside), and near-blank images; and real photos as people also keep
+them (black and white, sepia, dark, hazy, high-key), which must stay photos. Used by
+``scripts/train_kinds.py`` and ``benchmarks/kinds.py``; nothing here ships in the package.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 FONTS = sorted(Path("/usr/share/fonts/truetype").glob("*/*.ttf"))
 PHONE_SCREENS = [(1170, 2532), (1080, 2400), (750, 1334), (1284, 2778), (1080, 1920),
@@ -185,4 +186,33 @@ def write_examples(out: Path, per_kind: int, seed: int,
             else:
                 img, suffix = make(rng), rng.choice([".png", ".jpg"])
             written.append((save(img, out / f"{kind}_{i:04d}{suffix}", rng), kind))
+    return written
+
+
+#: Real photos as people also keep them: each takes an upright RGB photo and a strength
+#: drawn from the seeded generator.
+PHOTO_LOOKS = {
+    "black and white": lambda im, s: ImageOps.grayscale(im).convert("RGB"),
+    "sepia": lambda im, s: ImageOps.colorize(ImageOps.grayscale(im), "#3a2010", "#f2e2c4"),
+    "dark": lambda im, s: ImageEnhance.Brightness(im).enhance(0.1 + 0.2 * s),
+    "hazy": lambda im, s: ImageEnhance.Contrast(im).enhance(0.15 + 0.25 * s),
+    "high-key": lambda im, s: ImageEnhance.Brightness(
+        ImageEnhance.Contrast(im).enhance(0.3 + 0.3 * s)).enhance(1.4 + 0.3 * s),
+}
+
+
+def write_photo_looks(out: Path, photos: list[Path], seed: int,
+                      looks: tuple[str, ...] = tuple(PHOTO_LOOKS)) -> list[tuple[Path, str]]:
+    """Each of ``photos`` in each of ``looks``, saved as JPEG without EXIF (as exported or
+    sent photos are); returns (path, look) pairs."""
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, photo in enumerate(photos):
+        with Image.open(photo) as im:
+            upright = ImageOps.exif_transpose(im).convert("RGB")
+        for look in looks:
+            path = out / f"{look.replace(' ', '-')}_{i:04d}.jpg"
+            PHOTO_LOOKS[look](upright, rng.random()).save(path, quality=rng.choice([80, 90]))
+            written.append((path, look))
     return written

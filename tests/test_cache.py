@@ -217,3 +217,22 @@ def test_an_upgraded_cache_scores_tiffs_again_and_keeps_other_scores(tmp_path, m
         known = c.lookup_contents(["tif", "tiff", "jpg"], "m")
         assert {h: k.score for h, k in known.items() if k.score is not None} == {"jpg": 0.5}
         assert set(c.features(["tif", "tiff", "jpg"], "m")) == {"jpg"}
+
+
+def test_an_upgraded_cache_describes_again_the_kinds_pixels_decided(tmp_path, monkeypatch):
+    """m010: kinds decided by the classifier before it (no camera name) are forgotten, so
+    the next scan decides them with the new one; a camera's photos keep theirs."""
+    path = tmp_path / "m.db"
+    names = [m.__name__ for m in cache_mod.MIGRATIONS]
+    monkeypatch.setattr(cache_mod, "MIGRATIONS",
+                        cache_mod.MIGRATIONS[:names.index("m010_describe_kinds_again")])
+    metas = {"dark": ImageMeta(640, 480, kind="drawing"),
+             "phone": ImageMeta(4032, 3024, camera="Apple iPhone 15", kind="photo")}
+    with Cache(path) as c:
+        c.record_files([("/p/dark.jpg", "dark", 1, 1), ("/p/phone.jpg", "phone", 1, 1)], metas)
+        c.record_scores("m", [("dark", 0.4), ("phone", 0.6)])
+    monkeypatch.undo()
+    with Cache(path) as c:
+        known = c.lookup_contents(["dark", "phone"], "m")
+    assert known["dark"].meta.kind is None and known["dark"].score == 0.4
+    assert known["phone"].meta.kind == "photo"

@@ -1,12 +1,14 @@
 """Pictures that are not photos: icons, blank images, screenshots and drawings are told
 apart from photos and kept out of the ranking unless --include-all."""
 
+import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import invoke
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from memocli.exif import read_image_meta
 from memocli.kinds import BLANK, DRAWING, ICON, PHOTO, SCREENSHOT, kind_of, pixel_stats
@@ -106,6 +108,36 @@ def test_pixel_stats_of_flat_colour_and_of_grain():
     rng = np.random.default_rng(0)
     grain = pixel_stats(Image.fromarray(rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)))
     assert grain["flat"] < 0.05 and grain["palette"] < 0.1
+
+
+SHARED_POOL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "pool" / "images"
+LOOKS = {"dark": lambda im: ImageEnhance.Brightness(im).enhance(0.15),
+         "hazy": lambda im: ImageEnhance.Contrast(im).enhance(0.2),
+         "black and white": lambda im: ImageOps.grayscale(im).convert("RGB")}
+
+
+@pytest.mark.skipif(not SHARED_POOL.is_dir(), reason="needs ../shared/datasets/pool")
+@pytest.mark.parametrize("look", LOOKS)
+def test_real_photos_stay_photos_when_dark_hazy_or_black_and_white(tmp_path, look):
+    """Exported photos carry no camera name, so their pixels decide: a photo's exposure,
+    contrast or colour must not make it a drawing (one dark photo in six was one)."""
+    photos = [p for p in sorted(SHARED_POOL.glob("*.jpg"))
+              if hashlib.sha1(p.name.encode()).digest()[0] % 5][:40]  # not trained on
+    kinds = {}
+    for photo in photos:
+        with Image.open(photo) as im:
+            LOOKS[look](im.convert("RGB")).save(tmp_path / photo.name, quality=90)
+        kinds[photo.name] = read_image_meta(tmp_path / photo.name).kind
+    assert [name for name, kind in kinds.items() if kind != PHOTO] == []
+
+
+def test_texture_statistics_do_not_depend_on_exposure(tmp_path):
+    photo = Image.open(textured(tmp_path / "photo.png"))
+    dark = pixel_stats(ImageEnhance.Brightness(photo).enhance(0.2))
+    bright = pixel_stats(photo)
+    assert dark["spread"] < bright["spread"] / 3  # blank images are still told by spread
+    for name in ("flat", "smooth", "sharp", "palette"):
+        assert dark[name] == pytest.approx(bright[name], abs=0.1), name
 
 
 def library(tmp_path):

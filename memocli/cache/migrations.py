@@ -104,6 +104,13 @@ def m009_rescore_tiffs(db: sqlite_utils.Database) -> None:
         db.execute(f"DELETE FROM {table} WHERE content_hash IN ({tiffs})")
 
 
+def m010_describe_kinds_again(db: sqlite_utils.Database) -> None:
+    """Forget the kinds that a picture's pixels decided (those without a camera's name):
+    the classifier before this migration called about one dark or hazy photo in six a
+    drawing, so the next scan describes them again. Scores are kept."""
+    db.execute("UPDATE images SET kind = NULL WHERE camera IS NULL OR camera = ''")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_scores_and_files,
     m002_images,
@@ -114,6 +121,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m007_failures,
     m008_image_kinds,
     m009_rescore_tiffs,
+    m010_describe_kinds_again,
 ]
 
 
