@@ -4,7 +4,7 @@ Each maker draws one picture with Pillow from a seeded random generator: clip ar
 shapes, outlines, a little shading), scanned or printed documents (text lines, a table,
 paper tint, scanner noise), screenshots (phone and monitor sizes: bars, list rows, buttons,
 text; some with a photo inside), and near-blank images; and real photos as people also keep
-them (black and white, sepia, dark, hazy, high-key), which must stay photos. Used by
+them (black and white, sepia, dark, hazy, high-key, contrasty), which must stay photos. Used by
 ``scripts/train_kinds.py`` and ``benchmarks/kinds.py``; nothing here ships in the package.
 """
 
@@ -198,6 +198,8 @@ PHOTO_LOOKS = {
     "hazy": lambda im, s: ImageEnhance.Contrast(im).enhance(0.15 + 0.25 * s),
     "high-key": lambda im, s: ImageEnhance.Brightness(
         ImageEnhance.Contrast(im).enhance(0.3 + 0.3 * s)).enhance(1.4 + 0.3 * s),
+    "contrasty": lambda im, s: im.point(  # shadows crushed to black, as in a silhouette
+        lambda v, black=round(50 + 60 * s): max(0, min(255, (v - black) * 255 // (255 - black)))),
 }
 
 
@@ -213,6 +215,6 @@ def write_photo_looks(out: Path, photos: list[Path], seed: int,
             upright = ImageOps.exif_transpose(im).convert("RGB")
         for look in looks:
             path = out / f"{look.replace(' ', '-')}_{i:04d}.jpg"
-            PHOTO_LOOKS[look](upright, rng.random()).save(path, quality=rng.choice([80, 90]))
+            PHOTO_LOOKS[look](upright, rng.random()).save(path, quality=rng.choice([70, 80, 90]))
             written.append((path, look))
     return written
