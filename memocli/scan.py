@@ -40,6 +40,7 @@ SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")
 #: ``passed_over`` kinds of what a scan does not enter: links to folders outside the folders
 #: given, and :data:`SYSTEM_FOLDERS` (by a link, or met scanning ``/``).
 LINK_OUT, SYSTEM_FOLDER = "link out of the folders", "system folder"
+SPECIAL_FILE = "special file"  # a named pipe, socket or device under a photo's name
 
 
 def in_system_folder(real: str) -> bool:
@@ -97,8 +98,9 @@ class ScanResult:
         files: the photos to score, sorted by path.
         problems: ``(path, reason)`` for what could not be read.
         passed_over: files in the folders that are not photos to rank, counted by kind
-            (:func:`not_photo_kind`), ``raw twin`` for RAW files ranked as their JPEG, and
-            what was not entered (:data:`LINK_OUT`, :data:`SYSTEM_FOLDER`).
+            (:func:`not_photo_kind`), :data:`SPECIAL_FILE` for named pipes, sockets and
+            devices, ``raw twin`` for RAW files ranked as their JPEG, and what was not
+            entered (:data:`LINK_OUT`, :data:`SYSTEM_FOLDER`).
     """
 
     files: list[FoundFile] = field(default_factory=list)
@@ -221,6 +223,9 @@ class _Walker:
                     continue
                 if stat_mod.S_ISREG(entry_stat.st_mode):
                     self.add_file(path, entry_stat, rel)
+                else:  # a named pipe, socket or device: reading it could block
+                    self.result.passed_over[SPECIAL_FILE] += 1
+                    log.debug("not a regular file: %s", path)
             stack.extend(reversed(subfolders))
 
 

@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from conftest import write_photo
+from conftest import invoke, write_photo
 from PIL import Image
 
 from memocli.exif import camera_name, parse_exif_date, read_image_meta
@@ -45,6 +45,18 @@ def test_named_files_are_taken_whatever_their_name(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX named pipes")
+def test_a_named_pipe_under_a_photos_name_is_counted_not_opened(tmp_path, tiny_checkpoint):
+    write_photo(tmp_path / "a.jpg")
+    os.mkfifo(tmp_path / "pipe.jpg")  # opening it to read would wait for a writer forever
+    result = scan([tmp_path])
+    assert rel(result, tmp_path) == ["a.jpg"] and result.problems == []
+    assert result.passed_over["special file"] == 1
+    run = invoke(["score", str(tmp_path), "-w", str(tiny_checkpoint), "--no-cache"])
+    assert run.exit_code == 0
+    assert "not photos:" in run.stderr and "1 special file" in run.stderr
+
+
 def test_symlink_loops_end_and_linked_files_are_listed_once(tmp_path):
     lib = tmp_path / "lib"
     write_photo(lib / "a.jpg")
