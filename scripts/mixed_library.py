@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kind_examples import clip_art  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[1].parent / "shared" / "datasets"
+SHARED = HERE.parents[1] / "shared" / "datasets"
 CLIP_ART_SEED = 3
 
 
