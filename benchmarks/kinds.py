@@ -34,6 +34,7 @@ from train_kinds import SHARED, real_photos, training_fifth  # noqa: E402
 from memocli.exif import read_image_meta  # noqa: E402
 from memocli.kinds import PHOTO  # noqa: E402
 
+LOOK_PHOTOS = 300  # real photos shown in each of kind_examples.PHOTO_LOOKS
 EXPECTED = {"drawing": "drawing", "document": "drawing", "screenshot": "screenshot",
             "blank": "blank", "favicon": "icon"}
 
@@ -78,10 +79,11 @@ def main() -> None:
         examples = write_examples(out, args.per_kind, seed=2, photos=photos[:300])
         examples += favicons(out, args.per_kind, seed=2)
         got = [(made, read_image_meta(path).kind) for path, made in examples]
-        looks = write_photo_looks(out / "looks", photos[::len(photos) // 300][:300], seed=2)
+        some = photos[::len(photos) // LOOK_PHOTOS][:LOOK_PHOTOS]
+        looks = write_photo_looks(out / "looks", some, seed=2)
         look_kinds = [(look, read_image_meta(path).kind) for path, look in looks]
-    print("real photos in other looks (300 not trained on, JPEG without EXIF), called "
-          "non-photos:")
+    print(f"real photos in other looks ({len(some)} not trained on, JPEG without EXIF), "
+          "called non-photos:")
     for look in PHOTO_LOOKS:
         found = Counter(k for m, k in look_kinds if m == look)
         n = sum(found.values())

@@ -82,8 +82,9 @@ def pixel_stats(img: Image.Image) -> dict[str, float]:
     small = img.convert("RGB")
     small.thumbnail((STATS_SIDE, STATS_SIDE), Image.Resampling.BOX)
     a = np.asarray(small, dtype=np.int16)  # [H, W, 3]
-    spread = a.mean(axis=2).std() / 64
-    a = stretched(a)
+    grey = a.mean(axis=2)
+    spread = grey.std() / 64
+    a = stretched(a, grey)
     steps = np.concatenate([np.abs(np.diff(a, axis=1)).max(axis=2).ravel(),
                             np.abs(np.diff(a, axis=0)).max(axis=2).ravel()])
     if steps.size == 0:  # one pixel wide
@@ -96,13 +97,13 @@ def pixel_stats(img: Image.Image) -> dict[str, float]:
     return {name: float(v) for name, v in zip(STATS, values, strict=True)}
 
 
-def stretched(a):
-    """``a`` (``[H, W, 3]`` int16 levels) with the 1st-99th percentile of its grey levels
-    mapped onto 0-255, by at most :data:`MAX_STRETCH` times (pictures already spanning the
-    range, as drawings, documents and screenshots do, barely change)."""
+def stretched(a, grey):
+    """``a`` (``[H, W, 3]`` int16 levels) with the 1st-99th percentile of its ``grey``
+    levels (``[H, W]``) mapped onto 0-255, by at most :data:`MAX_STRETCH` times (pictures
+    already spanning the range, as drawings, documents and screenshots do, barely change)."""
     import numpy as np
 
-    lo, hi = np.percentile(a.mean(axis=2), (1, 99))
+    lo, hi = np.percentile(grey, (1, 99))
     gain = min(MAX_STRETCH, 255 / max(hi - lo, 1e-6))
     return np.clip(np.rint((a - lo) * gain), 0, 255).astype(np.int16)
 

@@ -221,6 +221,12 @@ def _last_used(path: Path) -> float:
     return max(info.st_mtime, info.st_atime)
 
 
+def _network_files(manifest: Path) -> list[Path]:
+    """The files of the network whose manifest is ``manifest``: the manifest first, then
+    the IR (``.xml``, ``.bin``) beside it."""
+    return [manifest, *(manifest.with_name(f"{manifest.stem}{suffix}") for suffix in _PARTS)]
+
+
 def forget_unused(folder: Path, keep: str, now: float | None = None) -> None:
     """Delete the networks no run has read for :data:`UNUSED_AFTER_S` (another model's,
     say the default before an upgrade: about 110 MB each) except ``keep``, and OpenVINO's
@@ -229,12 +235,11 @@ def forget_unused(folder: Path, keep: str, now: float | None = None) -> None:
     and read."""
     now = time.time() if now is None else now
     for manifest in folder.glob("*.json"):
-        stem = manifest.name[:-len(".json")]
         with contextlib.suppress(OSError):
-            if stem != keep and now - manifest.lstat().st_mtime > UNUSED_AFTER_S:
-                for path in (manifest, *(folder / f"{stem}{s}" for s in _PARTS)):
+            if manifest.stem != keep and now - manifest.lstat().st_mtime > UNUSED_AFTER_S:
+                for path in _network_files(manifest):
                     path.unlink(missing_ok=True)
-                log.info("removed converted network %s, unused for %d days", stem,
+                log.info("removed converted network %s, unused for %d days", manifest.stem,
                          UNUSED_AFTER_S // 86400)
     for compiled in (folder / "compiled").glob("*"):
         with contextlib.suppress(OSError):
@@ -251,8 +256,7 @@ def folder_facts(folder: Path) -> dict[str, Any]:
         size += sum(f.stat().st_size for f in (folder / "compiled").glob("*") if f.is_file())
     if folder.is_dir():
         for manifest in folder.glob("*.json"):
-            stem = manifest.name[:-len(".json")]
-            parts = [manifest, *(folder / f"{stem}{s}" for s in _PARTS)]
+            parts = _network_files(manifest)
             with contextlib.suppress(OSError):
                 sizes = [p.stat().st_size for p in parts if stat.S_ISREG(p.lstat().st_mode)]
                 if len(sizes) == len(parts):

@@ -44,7 +44,8 @@ OUT = Path(__file__).resolve().parents[1] / "memocli" / "kinds.json"
 #: whose 5-fold cross-validated share of photos called non-photos stays within TARGET_FP
 PHOTO_FP_CHOICES = (0.0005, 0.001, 0.0015, 0.002, 0.003)
 TARGET_FP = 0.0025  # half of the 0.5% that issue 23 allows, for what cross-validation misses
-TRAINING_LOOKS = ("black and white", "dark", "hazy", "contrasty")  # 600 photos in each
+TRAINING_LOOKS = ("black and white", "dark", "hazy", "contrasty")
+LOOK_PHOTOS = 600  # training photos also shown in each of TRAINING_LOOKS
 SCREEN_THRESHOLD = 0.2  # a PNG of a screen's size needs only these odds
 
 
@@ -115,7 +116,7 @@ def main() -> None:
         examples = [(p, k) for p, k in write_examples(Path(tmp), args.per_kind, seed=1,
                                                       photos=photos[:200]) if k != "blank"]
         x_pos = [stats_of(p) for p, _ in examples]
-        some = photos[::max(1, len(photos) // 600)][:600]
+        some = photos[::max(1, len(photos) // LOOK_PHOTOS)][:LOOK_PHOTOS]
         looks = write_photo_looks(Path(tmp) / "looks", some, seed=1, looks=TRAINING_LOOKS)
         x_neg = [stats_of(p) for p in photos] + [stats_of(p) for p, _ in looks]
     x = np.array(x_pos + x_neg)
@@ -136,8 +137,9 @@ def main() -> None:
         "threshold": round(threshold, 3), "screen_threshold": SCREEN_THRESHOLD,
         "trained": f"{date.today()}: {len(x_pos)} generated drawings, documents and "
                    f"screenshots (seed 1) against {len(photos)} pool and LNSIM photos "
-                   f"(training fifth), {len(some)} of them also in black and white, dark, "
-                   "hazy and contrasty; scripts/train_kinds.py",
+                   f"(training fifth), {len(some)} of them also in "
+                   f"{', '.join(TRAINING_LOOKS[:-1])} and {TRAINING_LOOKS[-1]}; "
+                   "scripts/train_kinds.py",
     }
     args.out.write_text(json.dumps(model, indent=1) + "\n")
     recall = float((odds[y == 1] >= threshold).mean())

@@ -1,8 +1,8 @@
 """Pictures that are not photos: icons, blank images, screenshots and drawings are told
 apart from photos and kept out of the ranking unless --include-all."""
 
-import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +110,10 @@ def test_pixel_stats_of_flat_colour_and_of_grain():
     assert grain["flat"] < 0.05 and grain["palette"] < 0.1
 
 
-SHARED_POOL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "pool" / "images"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from train_kinds import SHARED, training_fifth  # noqa: E402
+
+SHARED_POOL = SHARED / "pool" / "images"
 LOOKS = {"dark": lambda im: ImageEnhance.Brightness(im).enhance(0.15),
          "hazy": lambda im: ImageEnhance.Contrast(im).enhance(0.2),
          "black and white": lambda im: ImageOps.grayscale(im).convert("RGB")}
@@ -121,8 +124,7 @@ LOOKS = {"dark": lambda im: ImageEnhance.Brightness(im).enhance(0.15),
 def test_real_photos_stay_photos_when_dark_hazy_or_black_and_white(tmp_path, look):
     """Exported photos carry no camera name, so their pixels decide: a photo's exposure,
     contrast or colour must not make it a drawing (one dark photo in six was one)."""
-    photos = [p for p in sorted(SHARED_POOL.glob("*.jpg"))
-              if hashlib.sha1(p.name.encode()).digest()[0] % 5][:40]  # not trained on
+    photos = [p for p in sorted(SHARED_POOL.glob("*.jpg")) if not training_fifth(p)][:40]
     kinds = {}
     for photo in photos:
         with Image.open(photo) as im:

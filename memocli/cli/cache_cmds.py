@@ -126,8 +126,8 @@ def info(cache_path, as_json):
                                 f"last {m['last_scored']}{where}"))
     if engines["networks"]:
         click.echo(for_terminal(f"engines:  {engines['path']}  {engines['networks']} converted "
-                                f"network(s), {_human_size(engines['size_bytes'])} "
-                                "(OpenVINO; one unused for 90 days goes when another is converted)"))
+                                f"network(s), {_human_size(engines['size_bytes'])} (OpenVINO; "
+                                "one unused for 90 days goes when another is converted)"))
 
 
 def _human_size(n: int) -> str:
