@@ -87,7 +87,8 @@ class Reframe:
     def __init__(self, share: float = 0.05):
         self.share = share
 
-    def __call__(self, image):
+    def box(self, image) -> tuple[int, int, int, int]:
+        """A random ``(left, top, right, bottom)`` inside ``image``."""
         import torch
 
         u = torch.rand(4).tolist()
@@ -95,7 +96,10 @@ class Reframe:
         height = round(image.height * (1 - self.share * u[1]))
         left = round((image.width - width) * u[2])
         top = round((image.height - height) * u[3])
-        return image.crop((left, top, left + width, top + height))
+        return left, top, left + width, top + height
+
+    def __call__(self, image):
+        return image.crop(self.box(image))
 
 
 class TwoViews:
@@ -108,6 +112,40 @@ class TwoViews:
         import torch
 
         return torch.stack([self.transform(image), self.transform(image)])
+
+
+class NudgedViews:
+    """A :class:`Reframe` draw of one image and the same frame nudged, stacked
+    ``[2, C, H, W]``: each edge of the second moved by up to ``share`` of the image's width
+    or height (at least a pixel) either way, both mirrored or neither. The two differ only
+    as a re-crop of a few pixels, or a shift, does, which is what ``--consistency`` should
+    pull together when the pair is to teach stability to small edits and nothing else."""
+
+    def __init__(self, cfg: ModelConfig, share: float = 0.015):
+        from torchvision import transforms as T
+
+        self.share = share
+        self.reframe = Reframe()
+        self.finish = T.Compose([T.Resize((cfg.input_size, cfg.input_size), antialias=True),
+                                 T.ToTensor(), T.Normalize(cfg.mean, cfg.std)])
+
+    def nudged(self, image, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """``box`` with each edge moved at random, kept inside ``image`` and non-empty."""
+        import torch
+
+        reach = (max(1, round(image.width * self.share)), max(1, round(image.height * self.share)))
+        left, top, right, bottom = (edge + int(torch.randint(-r, r + 1, ()))
+                                    for edge, r in zip(box, reach * 2))
+        left, top = min(max(0, left), image.width - 1), min(max(0, top), image.height - 1)
+        return left, top, min(max(left + 1, right), image.width), \
+            min(max(top + 1, bottom), image.height)
+
+    def __call__(self, image):
+        import torch
+
+        box = self.reframe.box(image)
+        views = torch.stack([self.finish(image.crop(b)) for b in (box, self.nudged(image, box))])
+        return views.flip(-1) if torch.rand(1).item() < 0.5 else views
 
 
 def train_transform(cfg: ModelConfig, augment: str = "flip"):

@@ -29,6 +29,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: a little off at random (a person's re-crop, at the scale scoring sees) and mirrors at
 #: random.
 AUGMENTATIONS = ("flip", "crop", "reframe")
+#: What the two views of ``--consistency`` are: two independent draws of the augmentation,
+#: or one reframe and the same frame nudged by a few pixels (:class:`memocli.data.NudgedViews`).
+CONSISTENCY_VIEWS = ("independent", "nudged")
 
 #: The widest input low-pass a model may ask for (``ModelConfig.input_blur``), in pixels.
 MAX_INPUT_BLUR = 4.0

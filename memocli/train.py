@@ -52,6 +52,7 @@ class TrainConfig:
     train_stages: int = 0
     augment: str = "flip"
     consistency: float = 0.0  # weight of the two views' squared score difference (0: one view)
+    consistency_views: str = "independent"  # what the two views are (CONSISTENCY_VIEWS)
     seed: int = 0
     workers: int | None = None
     precision: str = "auto"  # Precision.training's dtype: fp32, bf16 or auto
@@ -86,7 +87,7 @@ def prepare(model: VNet, data: TrainingData, tcfg: TrainConfig, device: torch.de
     return training_path(model, data.train, data.train_sources(), data.n_images(),
                          tcfg.train_stages, tcfg.augment, device, tcfg.batch_size,
                          tcfg.workers, tcfg.seed, banks, tcfg.precision,
-                         views=2 if tcfg.consistency else 1)
+                         pairs=tcfg.consistency_views if tcfg.consistency else None)
 
 
 def start_at_means(model: VNet, data: TrainingData, heads: list[str] | None = None) -> None:

@@ -22,7 +22,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from . import distributed
-from .data import ImageScoreDataset, LabeledImage, TwoViews, eval_transform, train_transform
+from .data import (
+    ImageScoreDataset,
+    LabeledImage,
+    NudgedViews,
+    TwoViews,
+    eval_transform,
+    train_transform,
+)
 from .features import (
     FeatureBank,
     FeatureBanks,
@@ -166,8 +173,9 @@ class _WithSource(Dataset):
 class FullImages:
     """Augmented images through the whole network (``--augment`` decides how).
 
-    With ``views=2`` (``--consistency``) every training example is two independent draws of
-    the augmentation, and :meth:`predict` gives ``[B, 2, K]`` for them.
+    With ``pairs`` (``--consistency``) every training example is two views, and
+    :meth:`predict` gives ``[B, 2, K]`` for them: two independent draws of the augmentation
+    (``'independent'``) or a reframe and the same frame nudged (``'nudged'``).
 
     The model and its inputs are channels-last on CPUs and CUDA, as in scoring: oneDNN's
     bfloat16 convolutions are about 1.35x faster so (ResNet-50, stages 3-4 training,
@@ -176,7 +184,7 @@ class FullImages:
 
     def __init__(self, model: VNet, train: list[LabeledImage], sources: torch.Tensor,
                  batch_size: int, workers: int | None, device: torch.device, augment: str,
-                 seed: int = 0, precision: str = "auto", views: int = 1):
+                 seed: int = 0, precision: str = "auto", pairs: str | None = None):
         self.model = model
         self.net = _ImageNet(model)
         self.device = device
@@ -189,10 +197,13 @@ class FullImages:
         self.workers = default_workers(len(train), batch_size) if workers is None else workers
         cfg = model.cfg
         self.input_size = cfg.input_size
-        self.views = views
+        self.views = 1 if pairs is None else 2
         transform = train_transform(cfg, augment)
-        self._train = _WithSource(ImageScoreDataset(
-            train, TwoViews(transform) if views == 2 else transform, cfg.input_size), sources)
+        if pairs == "nudged":
+            transform = NudgedViews(cfg)
+        elif pairs is not None:
+            transform = TwoViews(transform)
+        self._train = _WithSource(ImageScoreDataset(train, transform, cfg.input_size), sources)
 
     def predict(self, x: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
         views = x.shape[1] if x.dim() == 5 else 0
@@ -248,18 +259,18 @@ def training_path(model: VNet, train: list[LabeledImage], sources: torch.Tensor,
                   n_images: int, train_stages: int, augment: str, device: torch.device,
                   batch_size: int, workers: int | None, seed: int,
                   banks: FeatureBanks, precision: str = "auto",
-                  views: int = 1) -> TrainingPath:
+                  pairs: str | None = None) -> TrainingPath:
     """How ``model`` (its last ``train_stages`` stages unfrozen) meets ``train``.
 
     ``sources`` holds each training example's source (head) index; ``n_images`` is how many
     images the run will ever feed (training, validation and test), for the cache's size.
     ``batch_size`` is the global batch, split between processes; ``precision`` is what
     :meth:`Precision.training` resolves (the banks' own when activations are cached);
-    ``views=2`` shows two augmented views of each example (full images only).
+    ``pairs`` shows two views of each example (full images only; see :class:`FullImages`).
     """
     local = distributed.local_batch_size(batch_size)
-    if views == 1 and caches_activations(model, n_images, train_stages, augment):
+    if pairs is None and caches_activations(model, n_images, train_stages, augment):
         bank = banks.bank(model, len(STAGES) - train_stages)
         return CachedActivations(model, bank, train, sources, local, seed)
     return FullImages(model, train, sources, local, workers, device, augment, seed, precision,
-                      views)
+                      pairs)

@@ -167,3 +167,38 @@ def test_reframe_crops_a_little_at_a_random_place_and_repeats_under_a_seed():
     assert len({(w, h) for _, _, w, h in drawn}) > 50  # width and height drawn independently
     assert len({(x, y) for x, y, _, _ in drawn}) > 20  # at a random place
     assert boxes() == drawn
+
+
+def test_nudged_views_are_one_reframe_and_the_same_frame_moved_a_few_pixels_mirrored_alike():
+    import numpy as np
+    import torch
+
+    from memocli.data import NudgedViews
+    from memocli.registry import get_config
+
+    cfg = get_config("vnet_tiny")
+    views = NudgedViews(cfg)
+    image = Image.new("RGB", (400, 300))
+    torch.manual_seed(0)
+    moves = []
+    for _ in range(300):
+        box = views.reframe.box(image)
+        nudged = views.nudged(image, box)
+        assert 0 <= nudged[0] < nudged[2] <= 400 and 0 <= nudged[1] < nudged[3] <= 300
+        moves.append([n - b for n, b in zip(nudged, box)])
+    moves = np.array(moves)
+    assert np.abs(moves[:, [0, 2]]).max() == 6 and np.abs(moves[:, [1, 3]]).max() <= 5  # 1.5%
+    assert (moves == 0).all(axis=1).mean() < 0.05  # nearly always moved
+    assert len({tuple(m) for m in moves}) > 100  # each edge on its own
+
+    # left half dark, right half light: a mirrored pair is mirrored together
+    halves = np.zeros((300, 400, 3), np.uint8)
+    halves[:, 200:] = 255
+    pair_sides = []
+    for _ in range(40):
+        pair = views(Image.fromarray(halves))
+        assert pair.shape == (2, 3, cfg.input_size, cfg.input_size)
+        left_darker = pair[:, 0, :, :10].mean(dim=(1, 2)) < pair[:, 0, :, -10:].mean(dim=(1, 2))
+        assert left_darker[0] == left_darker[1]
+        pair_sides.append(bool(left_darker[0]))
+    assert 5 < sum(pair_sides) < 35  # and mirrored half the time

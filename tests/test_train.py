@@ -4,6 +4,7 @@ import csv
 import json
 import random
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -398,12 +399,46 @@ def test_consistency_shows_two_different_views_and_pulls_their_scores_together(d
     assert disagreement(1e4) < 0.5 * disagreement(1e-3)
 
 
+def test_nudged_consistency_views_differ_by_a_few_pixels_not_a_new_draw(tmp_path):
+    from memocli.train import prepare
+
+    root = tmp_path / "ramps"  # smooth left-to-right ramps: a shift changes them a little
+    (root / "images").mkdir(parents=True)
+    (root / "splits").mkdir()
+    ramp = np.tile(np.linspace(0, 255, 200, dtype=np.uint8)[None, :, None], (150, 1, 3))
+    for i in range(8):
+        Image.fromarray(ramp // (i + 1)).save(root / "images" / f"{i}.png")
+    lines = "".join(f"{i}.png 0.{i + 1}\n" for i in range(8))
+    for part in ("train_1", "val_1"):
+        (root / "splits" / f"{part}.txt").write_text(lines)
+    data = TrainingData.single(Splits(str(root), load_split(root, "train_1"),
+                                      load_split(root, "val_1")))
+
+    def gap(views):
+        tcfg = TrainConfig(batch_size=8, train_stages=1, augment="reframe", consistency=1.0,
+                           consistency_views=views, workers=0)
+        path = prepare(VNet(get_config("vnet_tiny")), data, tcfg, pick_device("cpu"))
+        torch.manual_seed(0)
+        x, _, _ = next(iter(path.train_batches(0)))
+        assert x.shape[:2] == (8, 2) and not torch.equal(x[:, 0], x[:, 1])
+        return (x[:, 0] - x[:, 1]).abs().mean().item()
+
+    assert gap("nudged") < 0.25 * gap("independent")
+
+
 def test_consistency_needs_an_augmentation_that_draws_views(dataset, tmp_path):
     result = CliRunner().invoke(cli, ["train", str(dataset), "--model", "vnet_tiny", "--out",
                                       str(tmp_path / "run"), "--lr-max", "1e-3",
                                       "--consistency", "1", "-s"])
     assert result.exit_code == 2
     assert "--consistency needs --augment crop or reframe" in result.output
+    assert not (tmp_path / "run").exists()
+    nudged = CliRunner().invoke(cli, ["train", str(dataset), "--model", "vnet_tiny", "--out",
+                                      str(tmp_path / "run"), "--lr-max", "1e-3", "--augment",
+                                      "crop", "--consistency", "1", "--consistency-views",
+                                      "nudged", "-s"])
+    assert nudged.exit_code == 2
+    assert "--consistency-views nudged needs --augment reframe" in nudged.output
     assert not (tmp_path / "run").exists()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import MemoError
-from ..registry import AUGMENTATIONS, MAX_INPUT_BLUR
+from ..registry import AUGMENTATIONS, CONSISTENCY_VIEWS, MAX_INPUT_BLUR
 from .options import (
     WEIGHTS_HELP,
     WeightsType,
@@ -41,8 +41,14 @@ def parse_folds(text: str) -> list[int]:
 
 
 def _recipe_options(f):
-    """``--train-stages``, ``--augment``, ``--consistency`` and ``--precision``: what trains,
-    on which views of the images, in which dtype."""
+    """``--train-stages``, ``--augment``, ``--consistency`` (and its views) and
+    ``--precision``: what trains, on which views of the images, in which dtype."""
+    f = click.option(
+        "--consistency-views", type=click.Choice(CONSISTENCY_VIEWS), default="independent",
+        show_default=True,
+        help="What --consistency compares. independent: two draws of --augment; nudged "
+             "(with reframe): one reframe and the same frame with each edge moved by up to "
+             "1.5% (mirrored alike), so only a few pixels' shift or crop is pulled together.")(f)
     f = click.option(
         "--consistency", type=click.FloatRange(min=0), default=0.0, show_default=True,
         metavar="W",
@@ -66,10 +72,12 @@ def _recipe_options(f):
         help="Unfreeze the last K ResNet stages (0: train the head only).")(f)
 
 
-def _check_consistency(augment: str, consistency: float) -> None:
+def _check_consistency(augment: str, consistency: float, views: str) -> None:
     if consistency and augment == "flip":
         raise click.UsageError("--consistency needs --augment crop or reframe (two views of "
                                "each image through the whole network)")
+    if views == "nudged" and augment != "reframe":
+        raise click.UsageError("--consistency-views nudged needs --augment reframe")
 
 
 def _init_options(f):
@@ -147,9 +155,9 @@ def _source_spec(ctx, param, values):
 @device_option
 @silent_option
 def train(data, more_data, val_frac, select_on, fold, folds_text, out, epochs, lr_max,
-          weight_decay, train_stages, augment, consistency, train_precision, seed, resume, force,
-          model_name, backbone_weights, init, input_blur, blur_strides, feature_cache,
-          batch_size, workers, device, silent):
+          weight_decay, train_stages, augment, consistency, consistency_views, train_precision,
+          seed, resume, force, model_name, backbone_weights, init, input_blur, blur_strides,
+          feature_cache, batch_size, workers, device, silent):
     """Train V-Net on a LaMem-layout folder or a CSV manifest, or on several at once.
 
     DATA is a folder with images/ and splits/{train,val,test}_K.txt (lines "name score"),
@@ -183,7 +191,7 @@ def train(data, more_data, val_frac, select_on, fold, folds_text, out, epochs, l
 
     if fold is not None and folds_text:
         raise click.UsageError("use --fold or --folds, not both")
-    _check_consistency(augment, consistency)
+    _check_consistency(augment, consistency, consistency_views)
     specs = ([SourceSpec(data)] if data else []) + list(more_data)
     if not specs:
         raise click.UsageError("give a dataset: DATA or --data DIR[:SPLIT[:WEIGHT]]")
@@ -197,6 +205,7 @@ def train(data, more_data, val_frac, select_on, fold, folds_text, out, epochs, l
                                  for k, data in data_by_fold.items()}, resume, force)
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, weight_decay=weight_decay,
                        train_stages=train_stages, augment=augment, consistency=consistency,
+                       consistency_views=consistency_views,
                        seed=seed, workers=workers,
                        precision=Precision.training(dev.type, train_precision).dtype)
     results = cross_validate(
@@ -283,8 +292,8 @@ def evaluate(data, split, weights, csv_path, as_json, batch_size, workers, devic
 @device_option
 @silent_option
 def lr_find(data, fold, out, plot_path, steps, start_lr, end_lr, train_stages, augment,
-            consistency, train_precision, model_name, backbone_weights, init, input_blur,
-            blur_strides, feature_cache, batch_size, workers, device, silent):
+            consistency, consistency_views, train_precision, model_name, backbone_weights, init,
+            input_blur, blur_strides, feature_cache, batch_size, workers, device, silent):
     """LR range test: suggest the one-cycle policy's maximum learning rate.
 
     Raises the learning rate exponentially over a few hundred mini-batches of the training
@@ -308,7 +317,7 @@ def lr_find(data, fold, out, plot_path, steps, start_lr, end_lr, train_stages, a
 
     if not 0 < start_lr < end_lr:
         raise click.BadParameter("need 0 < --start-lr < --end-lr")
-    _check_consistency(augment, consistency)
+    _check_consistency(augment, consistency, consistency_views)
     plot_path = plot_path or out / "lr-find.png"
     check_output_file(plot_path)  # said now, not after the test
     training = TrainingData.single(load_fold(data, fold))
@@ -316,7 +325,8 @@ def lr_find(data, fold, out, plot_path, steps, start_lr, end_lr, train_stages, a
     model, _ = initial_model(model_name, backbone_weights, init, warn=echo_err,
                              input_blur=input_blur, blur_strides=blur_strides)
     tcfg = TrainConfig(batch_size=batch_size, train_stages=train_stages, augment=augment,
-                       consistency=consistency, workers=workers,
+                       consistency=consistency, consistency_views=consistency_views,
+                       workers=workers,
                        precision=Precision.training(dev.type, train_precision).dtype)
     found = lr_range_test(model, training, dev, tcfg, start_lr, end_lr, steps,
                           FeatureBanks(dev, batch_size, workers, silent, feature_cache,
