@@ -114,23 +114,26 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=300)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--engine", default="auto")
-    parser.add_argument("--weights", default=None, help="checkpoint (default: memo's)")
+    parser.add_argument("--weights", default=None,
+                        help="a checkpoint, manifest or model name, e.g. stable "
+                             "(default: memo's)")
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--mirror-average", action="store_true",
                         help="also the figures for the mean score of a picture and its mirror")
     args = parser.parse_args()
 
+    from memocli.catalog import resolve_weights
+    from memocli.ensemble import load_predictor
     from memocli.files import default_weights_path
     from memocli.machine import describe_cpu
-    from memocli.predictor import Predictor
 
     photos = sample(args.photos)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         edits = write_edits(photos, work)
-        predictor = Predictor.from_checkpoint(args.weights or default_weights_path(), "auto",
-                                              args.precision, args.engine)
+        weights = resolve_weights(args.weights) if args.weights else default_weights_path()
+        predictor = load_predictor(weights, "auto", args.precision, args.engine)
         started = time.perf_counter()
         base = score(predictor, photos)
         rows = []

@@ -225,6 +225,11 @@ def run_batch(source: str, dest: str, weights: str | os.PathLike, setup: Scoring
     import ray
     import ray.data
 
+    from .ensemble import is_manifest
+
+    if is_manifest(weights):
+        raise MemoError(f"{weights}: memo batch scores with one checkpoint, not an ensemble "
+                        "manifest (such as accurate or stable); pass a checkpoint")
     try:
         checkpoint = Path(weights).read_bytes()
     except OSError as e:

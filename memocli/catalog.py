@@ -47,6 +47,10 @@ CATALOG: tuple[NamedModel, ...] = (
     NamedModel("accurate", "memo-accurate.json",
                "ensemble of r50 and r152 (a manifest, no weights of its own): the most "
                "accurate on natural scenes, ~2.5x r50's time; needs r152 installed", "ensemble"),
+    NamedModel("stable", "memo-stable.json",
+               "r50 averaged with its mirror image (a manifest): scores that small crops, "
+               "re-saves and mirroring move less, at twice r50's time; installed with memo",
+               "ensemble"),
 )
 DEFAULT_NAME = "r50"
 

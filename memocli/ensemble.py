@@ -13,12 +13,15 @@ scale by least squares. The manifest holds no weights::
 A member's ``weights`` is a model name (``memo models``) or a path relative to the
 manifest's folder. It loads only if its file's digest is the one recorded, so the
 manifest's content names its members exactly, and the model id, made from the manifest's
-digest, changes with any of them.
+digest, changes with any of them. A member with ``"mirror": true`` scores the mirror image
+of each photo: two members of one checkpoint, one mirrored, with no standardising
+(``--weights stable``, :func:`mirror_average`) score each photo as the mean of its own and
+its mirror image's scores (test-time augmentation, at twice the work).
 
 :class:`EnsemblePredictor` is a :class:`~memocli.predictor.Predictor` whose forward pass
-runs each member's own Predictor (its own engine) on the same decoded batch; everything
-else (batches, caching, reports) is the Predictor's. Its pooled features, used for
-bursts and Grad-CAM, are the first member's.
+runs each member's own Predictor (its own engine; members of one checkpoint share one) on
+the same decoded batch; everything else (batches, caching, reports) is the Predictor's.
+Its pooled features, used for bursts and Grad-CAM, are the first member's.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class Member:
     sha256: str
     mean: float
     std: float
+    mirror: bool = False  # scores the mirror image of each photo
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,8 @@ class Manifest:
     def to_json(self) -> str:
         return json.dumps({
             "format": FORMAT, "format_version": FORMAT_VERSION,
-            "members": [asdict(m) for m in self.members],
+            "members": [{k: v for k, v in asdict(m).items() if k != "mirror" or v}
+                        for m in self.members],
             "scale": {"slope": self.slope, "intercept": self.intercept},
             "fitted_on": self.fitted_on}, indent=2) + "\n"
 
@@ -125,9 +130,12 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
                 or not _SHA256.fullmatch(str(m.get("sha256")))):
             raise MemoError(f"{path}: member {k} needs 'weights' (a name or path) and "
                             "'sha256' (64 hex digits)")
+        if not isinstance(m.get("mirror", False), bool):
+            raise MemoError(f"{path}: member {k}'s 'mirror' is not true or false")
         parsed.append(Member(m["weights"], m["sha256"],
                              _number(m.get("mean"), path, f"member {k} mean"),
-                             _number(m.get("std"), path, f"member {k} std", positive=True)))
+                             _number(m.get("std"), path, f"member {k} std", positive=True),
+                             m.get("mirror", False)))
     scale = raw.get("scale") if isinstance(raw.get("scale"), dict) else {}
     fitted_on = raw.get("fitted_on") if isinstance(raw.get("fitted_on"), dict) else {}
     return Manifest(tuple(parsed), _number(scale.get("slope"), path, "scale slope"),
@@ -179,10 +187,12 @@ class EnsemblePredictor(Predictor):
         path = Path(path)
         manifest = read_manifest(path)
         dev = device if isinstance(device, torch.device) else pick_device(device)
-        members = []
+        members, loaded = [], {}
         for member in manifest.members:
-            predictor = Predictor.from_checkpoint(member_path(member, path), dev, precision,
-                                                  engine, keep_engines=keep_engines)
+            where = member_path(member, path)
+            predictor = loaded.get(where) or Predictor.from_checkpoint(
+                where, dev, precision, engine, keep_engines=keep_engines)
+            loaded[where] = predictor
             if not predictor.checkpoint_id.endswith(f"-{member.sha256[:16]}"):
                 raise MemoError(
                     f"{path}: member {member.weights} is not the checkpoint the ensemble was "
@@ -193,17 +203,30 @@ class EnsemblePredictor(Predictor):
 
     def in_precision(self, precision: str, engine: str | None = None) -> EnsemblePredictor:
         """Every member in another precision (and engine)."""
-        return EnsemblePredictor([m.in_precision(precision, engine) for m in self.members],
+        converted: dict[int, Predictor] = {}
+        for m in self.members:  # members that shared a Predictor still share one
+            converted[id(m)] = converted.get(id(m)) or m.in_precision(precision, engine)
+        return EnsemblePredictor([converted[id(m)] for m in self.members],
                                  self.manifest, self.checkpoint_id, self.origin)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The ensemble's scores ``[B]`` and the first member's last-block pooled features."""
         scores, last = [], None
-        for member in self.members:
-            s, features = member.forward(x)
+        for member, about in zip(self.members, self.manifest.members, strict=True):
+            s, features = member.forward(x.flip(-1) if about.mirror else x)
             scores.append(s)
             last = last if last is not None else features
         return self.manifest.combine(scores), last
+
+
+def mirror_average(weights: str | os.PathLike, manifest: Path) -> Manifest:
+    """The manifest at ``manifest`` that scores each photo with ``weights`` (a checkpoint
+    path or a model name) as the mean of its own and its mirror image's scores."""
+    ref, digest = member_reference(weights, manifest), hash_file(resolve_weights(weights))
+    return Manifest((Member(ref, digest, 0.0, 1.0), Member(ref, digest, 0.0, 1.0, mirror=True)),
+                    slope=1.0, intercept=0.0,
+                    fitted_on={"fit": "none: the mean of a photo's and its mirror image's "
+                                      "scores"})
 
 
 def load_predictor(path: str | os.PathLike, device: torch.device | str = "auto",

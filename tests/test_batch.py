@@ -20,6 +20,8 @@ import pytest
 from conftest import invoke, tiny_checkpoint_at, write_photo
 from photo_formats import write_dng, write_heic
 
+from memocli.catalog import resolve_weights
+
 LNSIM = Path("/work/shared/datasets/lnsim/images")
 RAY_REASON = "memo batch needs Ray Data, pyarrow and polars: pip install 'memocli[ray]'"
 SCORING = ["--engine", "torch", "--device", "cpu", "--precision", "fp32"]
@@ -231,3 +233,13 @@ def test_without_ray_one_line_says_what_to_install(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"Error: {RAY_REASON}"]
+
+
+def test_an_ensemble_manifest_is_refused_in_one_line_before_ray_starts(ray_address, library,
+                                                                       tmp_path):
+    result = invoke(["batch", str(library), "--out", str(tmp_path / "out"), "--weights",
+                     "stable", "-s"], 1)
+    said = (f"Error: {resolve_weights('stable')}: memo batch scores with one checkpoint, not "
+            "an ensemble manifest (such as accurate or stable); pass a checkpoint")
+    assert result.stderr.strip().splitlines() == [said]
+    assert not (tmp_path / "out").exists()

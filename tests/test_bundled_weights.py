@@ -5,10 +5,10 @@ import torch
 
 from memocli.catalog import CATALOG, bundled_weights_dir
 from memocli.checkpoint import load_checkpoint
-from memocli.ensemble import read_manifest
+from memocli.ensemble import mirror_average, read_manifest
 from memocli.files import default_weights_path, hash_file
 
-R50, R152, ACCURATE = (bundled_weights_dir() / m.filename for m in CATALOG)
+R50, R152, ACCURATE, STABLE = (bundled_weights_dir() / m.filename for m in CATALOG)
 
 
 @pytest.mark.slow
@@ -37,3 +37,11 @@ def test_the_accurate_ensemble_names_the_bundled_checkpoints():
     assert [m.weights for m in manifest.members] == ["r50", "r152"]
     assert [m.sha256 for m in manifest.members] == [hash_file(R50), hash_file(R152)]
     assert manifest.fitted_on["split"] == "val_1"  # standardised on validation, not test
+
+
+def test_the_stable_manifest_is_the_bundled_default_and_its_mirror_image():
+    """A new default model needs `python scripts/mirror_manifest.py r50 weights/memo-stable.json`."""
+    manifest = read_manifest(STABLE)
+    assert [(m.weights, m.sha256, m.mirror) for m in manifest.members] == [
+        ("r50", hash_file(R50), False), ("r50", hash_file(R50), True)]
+    assert STABLE.read_text() == mirror_average("r50", STABLE).to_json()

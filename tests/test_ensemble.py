@@ -10,7 +10,7 @@ import pytest
 from conftest import invoke, tiny_checkpoint_at
 from test_train import brightness_dataset
 
-from memocli.ensemble import EnsemblePredictor
+from memocli.ensemble import EnsemblePredictor, mirror_average
 from memocli.predictor import Predictor
 
 TORCH_FP32 = ["--precision", "fp32", "--engine", "torch", "--workers", "0", "-s"]
@@ -103,9 +103,40 @@ def test_evaluate_and_explain_take_an_ensemble(members, scenes, tmp_path):
     assert list((tmp_path / "maps").iterdir())
 
 
+def test_a_mirror_average_scores_a_photo_as_the_mean_of_it_and_its_mirror_image(members,
+                                                                                tmp_path):
+    from PIL import Image, ImageOps
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)  # lit from the left, so that its mirror image differs
+    pixels = rng.integers(0, 60, (48, 64, 3)) + np.linspace(190, 0, 64)[None, :, None]
+    Image.fromarray(pixels.astype(np.uint8)).save(photos / "left.png")
+    ImageOps.mirror(Image.open(photos / "left.png")).save(photos / "right.png")
+    paths = [photos / "left.png", photos / "right.png"]
+    manifest = tmp_path / "stable.json"
+    mirror_average(members[0], manifest).write(manifest)
+
+    predictor = EnsemblePredictor.from_manifest(manifest, "cpu", "fp32", "torch")
+    assert predictor.members[0] is predictor.members[1]  # one model, loaded once
+    assert predictor.model_id != predictor.members[0].model_id
+
+    out = tmp_path / "scores.csv"
+    invoke(["export", str(photos), str(out), "--weights", str(manifest), *TORCH_FP32])
+    with open(out, newline="") as f:
+        got = {r["path"].rsplit("/", 1)[-1]: float(r["raw_score"]) for r in csv.DictReader(f)}
+    own = member_scores(members[0], paths)
+    assert abs(own[0] - own[1]) > 1e-3  # the model alone tells the two apart
+    assert got["left.png"] == pytest.approx(own.mean(), abs=1e-5)
+    assert got["right.png"] == pytest.approx(got["left.png"], abs=1e-5)
+
+
 def test_bad_manifests_are_one_line_errors(members, scenes, tmp_path):
+    mirror = ('{"format": "memo-ensemble", "format_version": 1, "members": [{"weights": "r50", '
+              f'"sha256": "{"0" * 64}", "mean": 0, "std": 1, "mirror": "yes"}}]}}')
     cases = {"not json": "{", "other format": '{"format": "x"}',
-             "no members": '{"format": "memo-ensemble", "format_version": 1, "members": []}'}
+             "no members": '{"format": "memo-ensemble", "format_version": 1, "members": []}',
+             "mirror not a flag": mirror}
     for text in cases.values():
         (tmp_path / "bad.json").write_text(text)
         result = invoke(["score", str(scenes / "images"), "--weights",

@@ -94,8 +94,8 @@ class WeightsType(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
-WEIGHTS_HELP = ("A model name from `memo models` (r50, r152) or a checkpoint file "
-                "[default: $MEMO_WEIGHTS, else r50, installed with memo].")
+WEIGHTS_HELP = ("A model name from `memo models` (r50, r152, accurate, stable) or a "
+                "checkpoint file [default: $MEMO_WEIGHTS, else r50, installed with memo].")
 
 
 def burst_options(f):
