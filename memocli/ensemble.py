@@ -197,7 +197,8 @@ class EnsemblePredictor(Predictor):
                 raise MemoError(
                     f"{path}: member {member.weights} is not the checkpoint the ensemble was "
                     f"fitted with (digest {predictor.checkpoint_id.rsplit('-', 1)[-1]}, "
-                    f"expected {member.sha256[:16]}); fit it again with memo fit-ensemble")
+                    f"expected {member.sha256[:16]}); make it again (memo fit-ensemble, or "
+                    "memo mirror-average for a mirror average)")
             members.append(predictor)
         return cls(members, manifest, f"ensemble-{hash_file(path)[:16]}", path)
 

@@ -40,7 +40,7 @@ def test_the_accurate_ensemble_names_the_bundled_checkpoints():
 
 
 def test_the_stable_manifest_is_the_bundled_default_and_its_mirror_image():
-    """A new default model needs `python scripts/mirror_manifest.py r50 weights/memo-stable.json`."""
+    """A new default needs `memo mirror-average r50 --out weights/memo-stable.json --force`."""
     manifest = read_manifest(STABLE)
     assert [(m.weights, m.sha256, m.mirror) for m in manifest.members] == [
         ("r50", hash_file(R50), False), ("r50", hash_file(R50), True)]

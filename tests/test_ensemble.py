@@ -115,7 +115,8 @@ def test_a_mirror_average_scores_a_photo_as_the_mean_of_it_and_its_mirror_image(
     ImageOps.mirror(Image.open(photos / "left.png")).save(photos / "right.png")
     paths = [photos / "left.png", photos / "right.png"]
     manifest = tmp_path / "stable.json"
-    mirror_average(members[0], manifest).write(manifest)
+    invoke(["mirror-average", str(members[0]), "--out", str(manifest)])
+    assert manifest.read_text() == mirror_average(members[0], manifest).to_json()
 
     predictor = EnsemblePredictor.from_manifest(manifest, "cpu", "fp32", "torch")
     assert predictor.members[0] is predictor.members[1]  # one model, loaded once
@@ -129,6 +130,25 @@ def test_a_mirror_average_scores_a_photo_as_the_mean_of_it_and_its_mirror_image(
     assert abs(own[0] - own[1]) > 1e-3  # the model alone tells the two apart
     assert got["left.png"] == pytest.approx(own.mean(), abs=1e-5)
     assert got["right.png"] == pytest.approx(got["left.png"], abs=1e-5)
+
+
+def test_mirror_average_refuses_what_it_cannot_average_in_one_line(members, scenes, tmp_path):
+    manifest = tmp_path / "stable.json"
+    invoke(["mirror-average", str(members[0]), "--out", str(manifest)])
+    written = manifest.read_text()
+    refused = {
+        "is an ensemble manifest": [str(manifest), "--out", str(tmp_path / "m.json")],
+        "ends in .json": [str(members[0]), "--out", str(tmp_path / "m.pt")],
+        "exists": [str(members[1]), "--out", str(manifest)],
+    }
+    for reason, args in refused.items():
+        result = invoke(["mirror-average", *args], 2)
+        assert reason in result.output and "Traceback" not in result.output
+    assert manifest.read_text() == written  # not replaced without --force
+    photo = sorted((scenes / "images").iterdir())[0]
+    result = invoke(["mirror-average", str(photo), "--out", str(tmp_path / "p.json")], 1)
+    assert photo.name in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "p.json").exists()
 
 
 def test_bad_manifests_are_one_line_errors(members, scenes, tmp_path):
