@@ -36,7 +36,7 @@ from pathlib import Path
 
 from score_speed import pick_photos  # a sibling script, as score_speed imports roofline
 
-LNSIM = Path("/work/shared/datasets/lnsim/images")
+LNSIM = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "lnsim" / "images"
 
 
 def _parent(pid: str) -> str:

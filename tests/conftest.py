@@ -18,6 +18,8 @@ from memocli.cli import cli
 from memocli.model import VNet
 from memocli.registry import get_config
 
+#: The shared datasets, beside the repository (``../shared``, as CI has them).
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 TEST_DEVICE = os.environ.get("MEMO_TEST_DEVICE", "cpu")
 TEST_ENGINE = os.environ.get("MEMO_TEST_ENGINE", "torch")
 

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import invoke, tiny_checkpoint_at, write_photo
+from conftest import SHARED_DATASETS, invoke, tiny_checkpoint_at, write_photo
 from photo_formats import write_dng, write_heic
 
 from memocli.catalog import resolve_weights
 
-LNSIM = Path("/work/shared/datasets/lnsim/images")
+LNSIM = SHARED_DATASETS / "lnsim" / "images"
 RAY_REASON = "memo batch needs Ray Data, pyarrow and polars: pip install 'memocli[ray]'"
 SCORING = ["--engine", "torch", "--device", "cpu", "--precision", "fp32"]
 

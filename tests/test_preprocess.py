@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy
 import pytest
 import torch
+from conftest import SHARED_DATASETS
 from photo_formats import exif_bytes, write_dng, write_heic
 from PIL import Image
 
@@ -16,7 +17,7 @@ from memocli.decode import load_image
 from memocli.preprocess import net_input
 from memocli.registry import get_config
 
-LNSIM = Path("/work/shared/datasets/lnsim/images")
+LNSIM = SHARED_DATASETS / "lnsim" / "images"
 
 
 def photo_like(size=(300, 200), seed=0) -> Image.Image:
