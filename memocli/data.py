@@ -122,12 +122,9 @@ class NudgedViews:
     pull together when the pair is to teach stability to small edits and nothing else."""
 
     def __init__(self, cfg: ModelConfig, share: float = 0.015):
-        from torchvision import transforms as T
-
         self.share = share
         self.reframe = Reframe()
-        self.finish = T.Compose([T.Resize((cfg.input_size, cfg.input_size), antialias=True),
-                                 T.ToTensor(), T.Normalize(cfg.mean, cfg.std)])
+        self.finish = eval_transform(cfg)  # each view at scoring's scale
 
     def nudged(self, image, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         """``box`` with each edge moved at random, kept inside ``image`` and non-empty."""
